@@ -1,0 +1,86 @@
+"""CloudEvents 1.0 envelope in structured JSON mode.
+
+One event is one JSON object: the context attributes plus ``data``. The ``id`` is the dedupe key for
+every consumer; the Kafka key is the ``subject`` (the member id), which keeps one member's events in
+order on one partition.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
+
+CONTENT_TYPE = "application/cloudevents+json; charset=utf-8"
+
+
+class InvalidEvent(ValueError):
+    """The bytes are not a CloudEvent this platform accepts (bad JSON, bad envelope, bad data)."""
+
+
+class CloudEvent(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="allow")
+
+    specversion: Literal["1.0"] = "1.0"
+    id: str = Field(min_length=1, max_length=200)
+    source: str = Field(min_length=1)
+    type: str = Field(min_length=1, max_length=200)
+    time: AwareDatetime
+    subject: str | None = None
+    datacontenttype: Literal["application/json"] = "application/json"
+    dataschema: str | None = None
+    data: dict[str, Any]
+
+    def to_bytes(self) -> bytes:
+        return self.model_dump_json(exclude_none=True).encode()
+
+
+def new_event(
+    type: str,
+    source: str,
+    subject: str,
+    data: BaseModel | dict[str, Any],
+    *,
+    id: str | None = None,
+    time: datetime | None = None,
+    dataschema: str | None = None,
+) -> CloudEvent:
+    payload = data.model_dump(mode="json") if isinstance(data, BaseModel) else data
+    return CloudEvent(
+        id=id or str(uuid.uuid4()),
+        source=source,
+        type=type,
+        time=time or datetime.now(UTC),
+        subject=subject,
+        dataschema=dataschema,
+        data=payload,
+    )
+
+
+def parse_event(raw: bytes | None) -> CloudEvent:
+    """Parse structured-mode bytes into a CloudEvent, or raise InvalidEvent saying why."""
+    if raw is None:
+        raise InvalidEvent("empty message (tombstone)")
+    try:
+        obj = json.loads(raw)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise InvalidEvent(f"not JSON: {exc}") from exc
+    if not isinstance(obj, dict):
+        raise InvalidEvent("not a JSON object")
+    try:
+        return CloudEvent.model_validate(obj)
+    except ValidationError as exc:
+        raise InvalidEvent(f"not a CloudEvent 1.0: {_short(exc)}") from exc
+
+
+def _short(exc: ValidationError) -> str:
+    return "; ".join(
+        f"{'.'.join(str(p) for p in err['loc']) or '<root>'}: {err['msg']}" for err in exc.errors()
+    )
+
+
+def describe_validation_error(exc: ValidationError) -> str:
+    return _short(exc)
