@@ -51,7 +51,7 @@ cmd_fetch() {
         cat "$tmp/mvn.log" >&2
         die "mvn dependency:copy-dependencies failed"
     fi
-    ls "$tmp/lib"/kafka_2.13-"$KAFKA_VERSION".jar >/dev/null 2>&1 \
+    [[ -f "$tmp/lib/kafka_2.13-$KAFKA_VERSION.jar" ]] \
         || die "kafka_2.13-$KAFKA_VERSION.jar missing after fetch"
     rm -rf "$CACHE"
     mv "$tmp/lib" "$CACHE"
@@ -83,7 +83,7 @@ kafka_api_ready() {
 is_our_kafka() {
     local pid="$1" props="$2" cmdline
     [[ "$pid" =~ ^[0-9]+$ ]] || return 1
-    cmdline="$(tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null)" || return 1
+    cmdline="$(tr '\0' ' ' 2>/dev/null <"/proc/$pid/cmdline")" || return 1
     [[ "$cmdline" == *kafka.Kafka*"$props"* ]]
 }
 
@@ -148,10 +148,11 @@ logger.state.name = state.change.logger
 logger.state.level = WARN
 EOF
 
-    local jvm=(
-        $heap
+    local jvm
+    read -r -a jvm <<<"$heap"
+    jvm+=(
         -XX:+UseG1GC -XX:MaxGCPauseMillis=20 -XX:+ExplicitGCInvokesConcurrent
-        -Djava.awt.headless=true
+        -Djava.awt.headless=true -Dlog4j2.shutdownHookEnabled=false
         -Dlog4j2.configurationFile="$datadir/log4j2.properties"
     )
     local cp="$CACHE/*"
@@ -165,10 +166,13 @@ EOF
             || { tail -n 50 "$log" >&2; die "storage format failed"; }
     fi
 
+    # Only log lines written from here on count (the log is appended to).
+    local log_offset
+    log_offset="$(stat -c %s "$log" 2>/dev/null || echo 0)"
     echo "kafka.sh: starting Kafka $KAFKA_VERSION on 127.0.0.1:$port (controller $cport), data $datadir" >&2
     (
         # Do not leak the caller's extra fds (pipes) into the daemon.
-        for fd in /proc/$BASHPID/fd/*; do
+        for fd in "/proc/$BASHPID/fd"/*; do
             fd="${fd##*/}"
             if [[ "$fd" -gt 2 ]]; then eval "exec $fd>&-" 2>/dev/null || true; fi
         done
@@ -179,13 +183,14 @@ EOF
 
     local start=$SECONDS
     while :; do
-        if ! kill -0 "$pid" 2>/dev/null; then
+        if ! is_our_kafka "$pid" "$props"; then  # also catches an unreaped zombie
             echo "kafka.sh: broker exited during startup; last log lines:" >&2
             tail -n 60 "$log" >&2
             rm -f "$pidfile"
             exit 1
         fi
-        if grep -q 'Kafka Server started' "$log" && kafka_api_ready "$port"; then
+        if grep -q 'Kafka Server started' < <(tail -c +"$((log_offset + 1))" "$log") \
+            && kafka_api_ready "$port"; then
             echo "kafka.sh: ready after $((SECONDS - start))s (pid $pid)" >&2
             return 0
         fi
@@ -226,7 +231,7 @@ cmd_stop() {
         echo "kafka.sh: pid $pid ignored SIGTERM for 30s, sending SIGKILL" >&2
         kill -KILL "$pid" 2>/dev/null || true
         for ((i = 0; i < 20; i++)); do
-            kill -0 "$pid" 2>/dev/null || break
+            is_our_kafka "$pid" "$props" || break
             sleep 0.5
         done
     fi

@@ -18,7 +18,5 @@ class TierChanged(BaseModel):
     to_tier: str
     direction: Literal["up", "down", "same"]
     reason: Literal["qualified", "evaluated", "override", "override-ended"]
-    points_multiplier: str = Field(
-        pattern=r"^\d+(\.\d{1,4})?$", description="decimal string, e.g. '1.25'"
-    )
+    points_multiplier: str = Field(pattern=r"^\d+(\.\d{1,4})?$", description="decimal string, e.g. '1.25'")
     figures: dict[str, Any] = Field(default_factory=dict)

@@ -1,29 +1,47 @@
 """Field types every event shares: exact money as decimal strings, member ids, currencies."""
 
+import re
 from decimal import Decimal
 from typing import Annotated
 
-from pydantic import AfterValidator, Field, PlainSerializer, StringConstraints, WithJsonSchema
+from pydantic import BeforeValidator, PlainSerializer, StringConstraints, WithJsonSchema
 
 MemberId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$")]
 Currency = Annotated[str, StringConstraints(pattern=r"^[A-Z]{3}$")]
 
+MONEY_PATTERN = r"^[0-9]{1,14}(\.[0-9]{1,4})?$"
+POSITIVE_MONEY_PATTERN = r"^(?=.*[1-9])[0-9]{1,14}(\.[0-9]{1,4})?$"
+_MONEY = re.compile(MONEY_PATTERN)
 
-def _finite_scale(value: Decimal) -> Decimal:
-    if not value.is_finite():
-        raise ValueError("must be a finite decimal")
-    exponent = value.as_tuple().exponent
-    if isinstance(exponent, int) and exponent < -4:
-        raise ValueError("at most 4 decimal places")
+
+def _parse_money(value: object) -> Decimal:
+    """Money travels as a plain decimal string ("129.90"): never a JSON number, never "1e3"."""
+    if isinstance(value, Decimal) and value.is_finite() and _MONEY.match(format(value, "f")):
+        return value
+    if not isinstance(value, str):
+        raise ValueError('money must be a decimal string such as "129.90", not a JSON number')
+    if not _MONEY.match(value):
+        raise ValueError('money must look like "129.90": digits, optionally up to 4 decimals')
+    return Decimal(value)
+
+
+def _positive(value: Decimal) -> Decimal:
+    if value <= 0:
+        raise ValueError("must be greater than 0")
     return value
 
 
-# Money travels as a decimal string ("129.90"), never a float; it serialises back to a string.
+_SERIALIZE = PlainSerializer(lambda v: format(v, "f"), return_type=str, when_used="json")
+
 Money = Annotated[
     Decimal,
-    Field(ge=0, max_digits=18),
-    AfterValidator(_finite_scale),
-    PlainSerializer(lambda v: str(v), return_type=str, when_used="json"),
-    WithJsonSchema({"type": "string", "pattern": r"^\d{1,14}(\.\d{1,4})?$"}),
+    BeforeValidator(_parse_money),
+    _SERIALIZE,
+    WithJsonSchema({"type": "string", "pattern": MONEY_PATTERN}),
 ]
-Points = Annotated[int, Field(strict=True)]
+PositiveMoney = Annotated[
+    Decimal,
+    BeforeValidator(lambda v: _positive(_parse_money(v))),
+    _SERIALIZE,
+    WithJsonSchema({"type": "string", "pattern": POSITIVE_MONEY_PATTERN}),
+]

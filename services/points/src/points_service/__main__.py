@@ -1,0 +1,38 @@
+"""``python -m points_service migrate|serve``."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from points_service.migrate import upgrade
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="points_service")
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("migrate", help="apply the database migrations (alembic upgrade head)")
+    serve = sub.add_parser("serve", help="serve REST and consume events")
+    serve.add_argument("--host", default="0.0.0.0")
+    serve.add_argument("--port", type=int, default=8001)
+    serve.add_argument("--workers", type=int, default=1)
+    args = parser.parse_args(argv)
+    if args.command == "migrate":
+        upgrade()
+        return 0
+    import uvicorn
+
+    uvicorn.run(
+        "points_service.app:build_app",
+        factory=True,
+        host=args.host,
+        port=args.port,
+        workers=args.workers,
+        log_config=None,
+        access_log=False,
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

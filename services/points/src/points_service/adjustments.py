@@ -1,0 +1,143 @@
+"""CRM adjustments: a goodwill credit or a correction, always with a reason and an actor."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+
+from pydantic import BaseModel, Field, field_validator
+from sqlalchemy import select
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from loyalty_shared.events import PointsAdjusted
+from loyalty_shared.idempotency import fingerprint, reused_key
+from points_service import domain
+from points_service.ledger import (
+    append_entry,
+    current_rules,
+    debit_lots,
+    lock_account,
+    open_lots,
+    publish,
+    set_debt,
+)
+from points_service.models import Adjustment, Lot
+from points_service.redemptions import InsufficientPoints
+
+
+class AdjustmentRequest(BaseModel):
+    points: int = Field(ge=-100_000_000, le=100_000_000, description="credit (> 0) or debit (< 0)")
+    reason: str = Field(min_length=3, max_length=500)
+    actor: str = Field(min_length=1, max_length=128, description="who in the CRM made the change")
+
+    @field_validator("points")
+    @classmethod
+    def _not_zero(cls, v: int) -> int:
+        if v == 0:
+            raise ValueError("an adjustment of 0 points changes nothing")
+        return v
+
+
+class AdjustmentResult(BaseModel):
+    adjustment_id: str
+    member_id: str
+    points: int
+    reason: str
+    actor: str
+    available_after: int
+    created_at: datetime
+
+
+async def adjust(
+    session: AsyncSession, member_id: str, request: AdjustmentRequest, key: str
+) -> tuple[AdjustmentResult, bool]:
+    account = await lock_account(session, member_id)
+    request_hash = fingerprint(request)
+    existing = await session.scalar(
+        select(Adjustment).where(Adjustment.member_id == member_id, Adjustment.idempotency_key == key)
+    )
+    if existing is not None:
+        if existing.request_hash != request_hash:
+            raise reused_key(key)
+        return _result(existing), False
+    now = datetime.now(UTC)
+    rules = await current_rules(session)
+    lots = await open_lots(session, member_id)
+    before = domain.summarize(lots, account.debt, now, rules.expiring_soon_days).available
+    adjustment_id = str(uuid.uuid4())
+    lot_id = None
+    if request.points > 0:
+        repaid, lot_points = domain.settle_debt(account.debt, request.points)
+        if repaid:
+            await set_debt(session, member_id, account.debt - repaid)
+        lot_id = await session.scalar(
+            insert(Lot)
+            .values(
+                member_id=member_id,
+                source="adjustment",
+                points=lot_points,
+                remaining=lot_points,
+                earned_at=now,
+                available_at=now,
+                expires_at=domain.add_months(now, rules.expiry_months),
+            )
+            .returning(Lot.id)
+        )
+    else:
+        plan = domain.plan_redemption(lots, -request.points, now)
+        if plan.shortfall or before < -request.points:
+            raise InsufficientPoints(
+                f"member {member_id} has {before} points available; cannot take {-request.points}",
+                available=before,
+                requested=-request.points,
+            )
+        await debit_lots(session, plan.takes)
+    row = Adjustment(
+        id=adjustment_id,
+        member_id=member_id,
+        idempotency_key=key,
+        request_hash=request_hash,
+        points=request.points,
+        reason=request.reason,
+        actor=request.actor,
+        available_after=before + request.points,
+        created_at=now,
+    )
+    session.add(row)
+    await append_entry(
+        session,
+        member_id=member_id,
+        entry_type="adjust",
+        points=request.points,
+        reason=request.reason,
+        adjustment_id=adjustment_id,
+        lot_id=lot_id,
+        actor=request.actor,
+    )
+    await publish(
+        session,
+        "points.adjusted",
+        PointsAdjusted(
+            member_id=member_id,
+            adjustment_id=adjustment_id,
+            points=request.points,
+            reason=request.reason,
+            actor=request.actor,
+        ),
+        member_id,
+    )
+    await session.flush()
+    return _result(row), True
+
+
+def _result(row: Adjustment) -> AdjustmentResult:
+    return AdjustmentResult(
+        adjustment_id=row.id,
+        member_id=row.member_id,
+        points=row.points,
+        reason=row.reason,
+        actor=row.actor,
+        available_after=row.available_after,
+        created_at=row.created_at,
+    )

@@ -1,0 +1,1 @@
+"""REST endpoints of the points service (thin: validate, authorise, call one operation)."""

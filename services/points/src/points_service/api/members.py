@@ -1,0 +1,88 @@
+"""Members' points: balance, ledger, redemptions, adjustments."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Path, Query, Response
+
+from loyalty_shared.auth import Principal, require
+from loyalty_shared.idempotency import idempotency_key
+from loyalty_shared.service import Runtime, runtime
+from points_service.adjustments import AdjustmentRequest, AdjustmentResult, adjust
+from points_service.balances import LedgerPage, PointsBalance, ledger_page, member_balance
+from points_service.partners import ensure_may_read
+from points_service.redemptions import RedemptionRequest, RedemptionResult, redeem
+
+router = APIRouter(prefix="/v1/members/{member_id}/points", tags=["points"])
+
+MemberId = Annotated[str, Path(pattern=r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$", description="the member's id")]
+Rt = Annotated[Runtime, Depends(runtime)]
+Key = Annotated[str, Depends(idempotency_key)]
+
+PROBLEMS: dict[int | str, dict[str, Any]] = {
+    401: {"description": "no or unknown API key"},
+    403: {"description": "the key's scope may not make this call"},
+    422: {"description": "invalid request"},
+}
+
+
+@router.get("", response_model=PointsBalance, responses=PROBLEMS)
+async def get_balance(
+    member_id: MemberId,
+    rt: Rt,
+    principal: Annotated[Principal, Depends(require("crm", "ecommerce", "partner"))],
+) -> PointsBalance:
+    async with rt.sessions() as session:
+        await ensure_may_read(session, principal, member_id)
+        return await member_balance(session, member_id)
+
+
+@router.get("/ledger", response_model=LedgerPage, responses=PROBLEMS)
+async def get_ledger(
+    member_id: MemberId,
+    rt: Rt,
+    principal: Annotated[Principal, Depends(require("crm", "ecommerce", "partner"))],
+    cursor: Annotated[str | None, Query(max_length=200)] = None,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+) -> LedgerPage:
+    async with rt.sessions() as session:
+        await ensure_may_read(session, principal, member_id)
+        return await ledger_page(session, member_id, cursor, limit)
+
+
+@router.post(
+    "/redemptions",
+    response_model=RedemptionResult,
+    status_code=201,
+    responses={**PROBLEMS, 409: {"description": "not enough points"}},
+)
+async def post_redemption(
+    member_id: MemberId,
+    body: RedemptionRequest,
+    rt: Rt,
+    key: Key,
+    response: Response,
+    _: Annotated[Principal, Depends(require("ecommerce", "crm"))],
+) -> RedemptionResult:
+    async with rt.unit_of_work() as session:
+        result, created = await redeem(session, member_id, body, key)
+    if not created:
+        response.headers["Idempotent-Replayed"] = "true"
+    return result
+
+
+@router.post("/adjustments", response_model=AdjustmentResult, status_code=201, responses=PROBLEMS)
+async def post_adjustment(
+    member_id: MemberId,
+    body: AdjustmentRequest,
+    rt: Rt,
+    key: Key,
+    response: Response,
+    _: Annotated[Principal, Depends(require("crm"))],
+) -> AdjustmentResult:
+    async with rt.unit_of_work() as session:
+        result, created = await adjust(session, member_id, body, key)
+    if not created:
+        response.headers["Idempotent-Replayed"] = "true"
+    return result

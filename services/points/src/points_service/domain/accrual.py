@@ -1,0 +1,88 @@
+"""Accrual: the points a paid order earns, and when they vest and expire."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from decimal import ROUND_FLOOR, Decimal, localcontext
+
+from points_service.domain.rules import (
+    EXACT,
+    EarningRules,
+    add_months,
+    require_amount,
+    require_aware,
+    require_count,
+    validate_rules,
+)
+
+
+@dataclass(frozen=True)
+class PricedLine:
+    """One order line as far as earning cares: its product category and what it cost."""
+
+    category: str
+    quantity: int
+    unit_price: Decimal
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.category, str):
+            raise ValueError(f"category must be text, got {type(self.category).__name__}")
+        require_count(self.quantity, "quantity")
+        require_amount(self.unit_price, "unit_price")
+
+    @property
+    def value(self) -> Decimal:
+        """Quantity times unit price, exactly."""
+        with localcontext(EXACT):
+            return self.quantity * self.unit_price
+
+
+def accrue_points(
+    amount: Decimal,
+    lines: Sequence[PricedLine],
+    rules: EarningRules,
+    tier_multiplier: Decimal,
+) -> int:
+    """Points earned for paying ``amount``.
+
+    The paid amount earns ``points_per_unit`` per 1.00, boosted by the member's tier
+    multiplier and by the order's category mix: each line weighs its category
+    multiplier by its share of the line total (categories without a multiplier
+    count as 1; an order without priced lines counts as 1). The result is rounded
+    down once, at the very end, and is never negative.
+    """
+    require_amount(amount, "amount")
+    require_amount(tier_multiplier, "tier_multiplier")
+    problems = validate_rules(rules)
+    if problems:
+        raise ValueError(f"earning rules version {rules.version!r} are invalid: {problems}")
+
+    with localcontext(EXACT):
+        line_total = sum((line.value for line in lines), Decimal(0))
+        base = amount * rules.points_per_unit * tier_multiplier
+        if line_total == 0:
+            points = base.to_integral_value(rounding=ROUND_FLOOR)
+        else:
+            weighted_total = sum(
+                (line.value * rules.category_multiplier(line.category) for line in lines),
+                Decimal(0),
+            )
+            # Multiply first and divide last, so the only rounding is this floor division
+            # (both sides are non-negative, so truncation is the floor).
+            points = (base * weighted_total) // line_total
+    return max(0, int(points))
+
+
+def earning_schedule(paid_at: datetime, rules: EarningRules) -> tuple[datetime, datetime]:
+    """When an order's points become spendable and when they expire.
+
+    Points stay pending through the return window, then live for ``expiry_months``
+    calendar months: ``(available_at, expires_at)``.
+    """
+    require_aware(paid_at, "paid_at")
+    require_count(rules.return_window_days, "return_window_days")
+    require_count(rules.expiry_months, "expiry_months", minimum=1)
+    available_at = paid_at + timedelta(days=rules.return_window_days)
+    return available_at, add_months(available_at, rules.expiry_months)

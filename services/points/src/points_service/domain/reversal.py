@@ -1,0 +1,63 @@
+"""Reversal: taking back the points of refunded money, in proportion to what was refunded."""
+
+from __future__ import annotations
+
+from decimal import Decimal, localcontext
+
+from points_service.domain.rules import EXACT, require_amount, require_count
+
+
+class RefundExceedsPaid(ValueError):
+    """More money would be refunded than the order paid."""
+
+    def __init__(self, amount: Decimal, refunded_total: Decimal, refund: Decimal | None = None) -> None:
+        self.amount = amount
+        self.refunded_total = refunded_total
+        self.refund = refund
+        cause = f"a refund of {refund} would bring" if refund is not None else "it would bring"
+        super().__init__(
+            f"refund exceeds amount paid: {cause} the refunded total to {refunded_total}, "
+            f"more than the {amount} paid"
+        )
+
+
+def refunded_total_after(amount: Decimal, refunded_so_far: Decimal, refund: Decimal) -> Decimal:
+    """The order's refunded total once this refund is counted.
+
+    Raises :class:`RefundExceedsPaid` when more would be refunded than was paid.
+    """
+    require_amount(amount, "amount")
+    require_amount(refunded_so_far, "refunded_so_far")
+    require_amount(refund, "refund")
+    if refund == 0:
+        raise ValueError("refund must be more than 0")
+    with localcontext(EXACT):
+        total = refunded_so_far + refund
+    if total > amount:
+        raise RefundExceedsPaid(amount, total, refund)
+    return total
+
+
+def reversal_due(points_earned: int, amount: Decimal, refunded_total: Decimal, already_reversed: int) -> int:
+    """Points to take back now for an order refunded ``refunded_total`` of ``amount`` so far.
+
+    Over all its refunds an order gives back ``floor(points_earned * refunded_total / amount)``
+    points, so however a full refund is split, exactly ``points_earned`` come back in the
+    end and never more. This returns what is still missing from that figure (never below 0).
+    """
+    require_count(points_earned, "points_earned")
+    require_amount(amount, "amount")
+    require_amount(refunded_total, "refunded_total")
+    require_count(already_reversed, "already_reversed")
+    if amount == 0:
+        raise ValueError("amount must be more than 0: an order that paid nothing has no refund")
+    if refunded_total > amount:
+        raise RefundExceedsPaid(amount, refunded_total)
+    if already_reversed > points_earned:
+        raise ValueError(
+            f"already_reversed ({already_reversed}) is more than the {points_earned} points earned"
+        )
+    with localcontext(EXACT):
+        # Both sides are non-negative, so integer division is the floor; nothing rounds before it.
+        owed = int((points_earned * refunded_total) // amount)
+    return max(0, owed - already_reversed)

@@ -1,0 +1,101 @@
+"""Earning points for a paid order."""
+
+from __future__ import annotations
+
+import logging
+
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from loyalty_shared.envelope import CloudEvent
+from loyalty_shared.events import OrderPaid, PointsEarned
+from points_service import domain
+from points_service.ledger import append_entry, current_rules, lock_account, publish, set_debt
+from points_service.models import Lot, Order
+
+log = logging.getLogger(__name__)
+
+
+async def earn_for_order(session: AsyncSession, event: CloudEvent, order: OrderPaid) -> None:
+    """Accrue an order's points at the rules and tier in force now; pending until the return
+    window ends; a debt from earlier reversals is paid first."""
+    account = await lock_account(session, order.member_id)
+    rules = await current_rules(session)
+    points = domain.accrue_points(
+        order.amount,
+        [domain.PricedLine(line.category, line.quantity, line.unit_price) for line in order.lines],
+        rules,
+        account.tier_multiplier,
+    )
+    available_at, expires_at = domain.earning_schedule(event.time, rules)
+    created = await session.execute(
+        insert(Order)
+        .values(
+            order_id=order.order_id,
+            member_id=order.member_id,
+            currency=order.currency,
+            amount=order.amount,
+            points_earned=points,
+            rule_version=rules.version,
+            tier_multiplier=account.tier_multiplier,
+            paid_at=event.time,
+        )
+        .on_conflict_do_nothing(index_elements=[Order.order_id])
+        .returning(Order.order_id)
+    )
+    if created.first() is None:
+        log.info("order %s already earned its points; event %s ignored", order.order_id, event.id)
+        return
+    repaid, lot_points = domain.settle_debt(account.debt, points)
+    if repaid:
+        await set_debt(session, order.member_id, account.debt - repaid)
+    lot_id = None
+    if points > 0:
+        lot_id = await session.scalar(
+            insert(Lot)
+            .values(
+                member_id=order.member_id,
+                source="order",
+                order_id=order.order_id,
+                points=lot_points,
+                remaining=lot_points,
+                earned_at=event.time,
+                available_at=available_at,
+                expires_at=expires_at,
+            )
+            .returning(Lot.id)
+        )
+    await append_entry(
+        session,
+        member_id=order.member_id,
+        entry_type="earn",
+        points=points,
+        reason=_earn_reason(rules.version, account.tier, repaid),
+        order_id=order.order_id,
+        lot_id=lot_id,
+        rule_version=rules.version,
+        event_id=event.id,
+    )
+    await publish(
+        session,
+        "points.earned",
+        PointsEarned(
+            member_id=order.member_id,
+            order_id=order.order_id,
+            points=points,
+            rule_version=rules.version,
+            tier=account.tier,
+            tier_multiplier=str(account.tier_multiplier),
+            available_at=available_at,
+            expires_at=expires_at,
+            debt_repaid=repaid,
+        ),
+        order.member_id,
+    )
+
+
+def _earn_reason(rule_version: int, tier: str | None, repaid: int) -> str:
+    reason = f"order paid (earning rules v{rule_version}, tier {tier or 'none'})"
+    if repaid:
+        reason += f"; {repaid} points paid an outstanding debt"
+    return reason

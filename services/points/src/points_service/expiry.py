@@ -1,0 +1,103 @@
+"""Expiring lots whose time has come. Idempotent: an expired lot has nothing left to expire."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from datetime import UTC, datetime
+
+from pydantic import BaseModel
+from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from loyalty_shared.events import PointsExpired
+from loyalty_shared.service import Runtime
+from points_service import domain
+from points_service.ledger import append_entry, lock_account, publish
+from points_service.models import Lot
+
+log = logging.getLogger(__name__)
+
+MEMBERS_PER_TRANSACTION = 200
+
+
+class ExpiryRun(BaseModel):
+    members: int
+    lots: int
+    points: int
+
+
+async def members_with_expired_lots(session: AsyncSession, now: datetime, limit: int) -> list[str]:
+    rows = await session.scalars(
+        select(Lot.member_id)
+        .where(Lot.remaining > 0, Lot.expires_at <= now)
+        .group_by(Lot.member_id)
+        .order_by(Lot.member_id)
+        .limit(limit)
+    )
+    return list(rows)
+
+
+async def expire_member(session: AsyncSession, member_id: str, now: datetime) -> tuple[int, int]:
+    """Expire one member's due lots under the account lock; returns (lots, points)."""
+    await lock_account(session, member_id)
+    rows = await session.execute(
+        select(Lot.id, Lot.remaining, Lot.available_at, Lot.expires_at)
+        .where(Lot.member_id == member_id, Lot.remaining > 0, Lot.expires_at <= now)
+        .with_for_update()
+    )
+    due = domain.due_for_expiry(
+        [domain.Lot(r.id, r.remaining, r.available_at, r.expires_at) for r in rows], now
+    )
+    for lot in due:
+        await session.execute(update(Lot).where(Lot.id == lot.id).values(remaining=0))
+        await append_entry(
+            session,
+            member_id=member_id,
+            entry_type="expire",
+            points=-lot.remaining,
+            reason=f"points of lot {lot.id} expired on {lot.expires_at.date().isoformat()}",
+            lot_id=lot.id,
+        )
+        await publish(
+            session,
+            "points.expired",
+            PointsExpired(
+                member_id=member_id, lot_id=lot.id, points=lot.remaining, expired_at=lot.expires_at
+            ),
+            member_id,
+        )
+    return len(due), sum(lot.remaining for lot in due)
+
+
+async def run_expiry(rt: Runtime, now: datetime | None = None) -> ExpiryRun:
+    """Expire everything due at ``now``, a bounded number of members per transaction."""
+    moment = now or datetime.now(UTC)
+    total = ExpiryRun(members=0, lots=0, points=0)
+    while True:
+        async with rt.unit_of_work() as session:
+            members = await members_with_expired_lots(session, moment, MEMBERS_PER_TRANSACTION)
+            for member_id in members:
+                lots, points = await expire_member(session, member_id, moment)
+                total = ExpiryRun(
+                    members=total.members + 1, lots=total.lots + lots, points=total.points + points
+                )
+        if len(members) < MEMBERS_PER_TRANSACTION:
+            return total
+
+
+async def expiry_job(rt: Runtime) -> None:
+    """Scheduled: run the expiry every ``expiry_interval_s``; a failure is logged and retried."""
+    interval = float(getattr(rt.settings, "expiry_interval_s", 3600))
+    while True:
+        try:
+            result = await run_expiry(rt)
+            if result.lots:
+                log.info(
+                    "expired %s points in %s lots of %s members", result.points, result.lots, result.members
+                )
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("expiry run failed; will retry")
+        await asyncio.sleep(interval)

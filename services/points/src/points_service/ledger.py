@@ -1,0 +1,96 @@
+"""Primitives every balance change uses: lock the account, read open lots, debit them, write the
+ledger, publish through the outbox. One place for each, so the invariant
+Σ ledger = Σ lots.remaining − debt is kept by construction."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+from pydantic import BaseModel
+from sqlalchemy import select, update
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from loyalty_shared.envelope import new_event
+from loyalty_shared.events import POINTS_TOPIC, schema_uri
+from loyalty_shared.messaging.outbox import add_to_outbox
+from points_service import domain
+from points_service.models import Account, EarningRuleSet, LedgerEntry, Lot, kit
+
+SOURCE = "urn:loyalty:points"
+
+
+@dataclass(frozen=True)
+class AccountState:
+    member_id: str
+    debt: int
+    tier: str | None
+    tier_multiplier: Decimal
+
+
+async def lock_account(session: AsyncSession, member_id: str) -> AccountState:
+    """Create the member's account if needed and lock it for the rest of the transaction.
+
+    Every change of a member's points takes this lock first, so concurrent changes queue up, and
+    the member's outbox rows are written in commit order."""
+    stmt = insert(Account).values(member_id=member_id)
+    upsert = stmt.on_conflict_do_update(
+        index_elements=[Account.member_id], set_={"member_id": stmt.excluded.member_id}
+    ).returning(Account.debt, Account.tier, Account.tier_multiplier)
+    row = (await session.execute(upsert)).one()
+    return AccountState(member_id, row.debt, row.tier, row.tier_multiplier)
+
+
+async def set_debt(session: AsyncSession, member_id: str, debt: int) -> None:
+    await session.execute(update(Account).where(Account.member_id == member_id).values(debt=debt))
+
+
+async def open_lots(session: AsyncSession, member_id: str) -> list[domain.Lot]:
+    rows = await session.execute(
+        select(Lot.id, Lot.remaining, Lot.available_at, Lot.expires_at)
+        .where(Lot.member_id == member_id, Lot.remaining > 0)
+        .order_by(Lot.expires_at, Lot.id)
+    )
+    return [domain.Lot(r.id, r.remaining, r.available_at, r.expires_at) for r in rows]
+
+
+async def debit_lots(session: AsyncSession, takes: Sequence[domain.Take]) -> None:
+    for take in takes:
+        await session.execute(
+            update(Lot).where(Lot.id == take.lot_id).values(remaining=Lot.remaining - take.points)
+        )
+
+
+async def append_entry(session: AsyncSession, **fields: Any) -> None:
+    await session.execute(insert(LedgerEntry).values(**fields))
+
+
+async def current_rules(session: AsyncSession) -> domain.EarningRules:
+    """The earning rules in force: the newest version (cached for the transaction)."""
+    cached = session.info.get("earning_rules")
+    if isinstance(cached, domain.EarningRules):
+        return cached
+    row = await session.scalar(select(EarningRuleSet).order_by(EarningRuleSet.version.desc()).limit(1))
+    rules = domain.DEFAULT_RULES if row is None else rules_from_row(row)
+    session.info["earning_rules"] = rules
+    return rules
+
+
+def rules_from_row(row: EarningRuleSet) -> domain.EarningRules:
+    return domain.EarningRules(
+        version=row.version,
+        points_per_unit=row.points_per_unit,
+        category_multipliers={k: Decimal(v) for k, v in row.category_multipliers.items()},
+        return_window_days=row.return_window_days,
+        expiry_months=row.expiry_months,
+        debt_policy=row.debt_policy,  # type: ignore[arg-type]
+        expiring_soon_days=row.expiring_soon_days,
+    )
+
+
+async def publish(session: AsyncSession, event_type: str, data: BaseModel, member_id: str) -> None:
+    event = new_event(event_type, SOURCE, member_id, data, dataschema=schema_uri(event_type))
+    await add_to_outbox(session, kit, POINTS_TOPIC, event)

@@ -1,0 +1,1 @@
+"""Messaging mechanics: the consumer runner (inbox, retries, dead letters) and the outbox relay."""

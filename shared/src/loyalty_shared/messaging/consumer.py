@@ -1,0 +1,341 @@
+"""The consumer runner: effectively-once event handling on aiokafka and PostgreSQL.
+
+One poll gives a batch; the batch is handled in ONE database transaction; each event's id goes into
+the inbox in that transaction, so a redelivered or replayed event is skipped; the Kafka offsets are
+committed only after the transaction committed. A crash at any point therefore either loses the
+whole uncommitted batch (redelivered, then handled once) or finds it in the inbox (skipped).
+
+Bad input never stops the consumer: bytes that are not a CloudEvent, an unknown type or data that
+fails its schema go to the dead-letter topic at once; a handler that raises is retried a bounded
+number of times inside a savepoint, then dead-lettered. When the database or the broker itself is
+down, nothing is dead-lettered: the batch is rolled back, the partitions rewound, and the batch is
+tried again after a pause.
+
+A service's handler is ``async def handler(session, event, data)``: it sees a session inside the
+batch transaction, the envelope and the typed data, and nothing of Kafka.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.abc import ConsumerRebalanceListener
+from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
+from pydantic import BaseModel, ValidationError
+from sqlalchemy import select, text
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from loyalty_shared import failpoints
+from loyalty_shared.db import KitTables
+from loyalty_shared.envelope import CloudEvent, InvalidEvent, describe_validation_error, parse_event
+from loyalty_shared.events import EVENT_TYPES
+from loyalty_shared.messaging.deadletters import dead_letter_headers, dead_letter_topic
+from loyalty_shared.observability import BATCH_SECONDS, CONSUMER_LAG, EVENTS_CONSUMED
+from loyalty_shared.settings import ConsumerSettings, KafkaSettings
+
+log = logging.getLogger(__name__)
+
+Handler = Callable[[AsyncSession, CloudEvent, Any], Awaitable[None]]
+
+
+class PermanentEventError(Exception):
+    """The event can never succeed as it is (e.g. a refund of an unknown order): dead-letter it now."""
+
+
+class InfrastructureError(Exception):
+    """The database or broker is unavailable: retry the whole batch later, dead-letter nothing."""
+
+
+@dataclass(frozen=True)
+class _DeadLetter:
+    record: Any
+    error: str
+    attempts: int
+    event_type: str
+
+
+class _HoldBatchesDuringRebalance(ConsumerRebalanceListener):  # type: ignore[misc]
+    def __init__(self, lock: asyncio.Lock) -> None:
+        self._lock = lock
+
+    async def on_partitions_revoked(self, revoked: Any) -> None:
+        # Wait for the batch in hand to commit its transaction and offsets before giving partitions up.
+        async with self._lock:
+            pass
+
+    async def on_partitions_assigned(self, assigned: Any) -> None:
+        return None
+
+
+class ConsumerRunner:
+    def __init__(
+        self,
+        *,
+        name: str,
+        topics: Sequence[str],
+        handlers: Mapping[str, Handler],
+        sessions: async_sessionmaker[AsyncSession],
+        kit: KitTables,
+        producer: Any,
+        kafka: KafkaSettings,
+        settings: ConsumerSettings,
+        after_commit: Callable[[], None] | None = None,
+    ) -> None:
+        unknown = set(handlers) - set(EVENT_TYPES)
+        if unknown:
+            raise ValueError(f"handlers for event types with no schema: {sorted(unknown)}")
+        self.name = name
+        self.topics = list(topics)
+        self._handlers = dict(handlers)
+        self._sessions = sessions
+        self._kit = kit
+        self._producer = producer
+        self._kafka = kafka
+        self._settings = settings
+        self._after_commit = after_commit
+        self._dlq_topic = dead_letter_topic(name)
+        self._lock = asyncio.Lock()
+        self._stopping = asyncio.Event()
+        self._consumer: AIOKafkaConsumer | None = None
+
+    async def start(self) -> None:
+        self._consumer = AIOKafkaConsumer(
+            **self._kafka.connection_kwargs(),
+            group_id=self.name,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            max_poll_records=self._settings.batch_max_records,
+            isolation_level="read_committed",
+        )
+        self._consumer.subscribe(self.topics, listener=_HoldBatchesDuringRebalance(self._lock))
+        await self._consumer.start()
+
+    async def stop(self) -> None:
+        """Finish the batch in hand, commit it, leave the group."""
+        self._stopping.set()
+        async with self._lock:
+            if self._consumer is not None:
+                await self._consumer.stop()
+                self._consumer = None
+
+    @property
+    def ready(self) -> bool:
+        return self._consumer is not None
+
+    async def run(self) -> None:
+        while not self._stopping.is_set():
+            consumer = self._consumer
+            if consumer is None:
+                return
+            try:
+                batch = await consumer.getmany(
+                    timeout_ms=self._settings.poll_timeout_ms,
+                    max_records=self._settings.batch_max_records,
+                )
+            except KafkaError:
+                log.exception("poll failed", extra={"consumer": self.name})
+                await asyncio.sleep(self._settings.failure_backoff_ms / 1000)
+                continue
+            if not batch:
+                continue
+            async with self._lock:
+                if self._stopping.is_set() and self._consumer is None:
+                    return
+                await self._handle_batch_or_rewind(consumer, batch)
+
+    async def _handle_batch_or_rewind(
+        self, consumer: AIOKafkaConsumer, batch: Mapping[TopicPartition, list[Any]]
+    ) -> None:
+        owned = consumer.assignment()
+        batch = {tp: records for tp, records in batch.items() if tp in owned and records}
+        if not batch:
+            return
+        started = time.perf_counter()
+        try:
+            await self.handle_batch(batch)
+        except Exception:
+            log.exception(
+                "batch failed on infrastructure; rewinding to retry",
+                extra={"consumer": self.name, "records": sum(len(r) for r in batch.values())},
+            )
+            for tp, records in batch.items():
+                consumer.seek(tp, records[0].offset)
+            await asyncio.sleep(self._settings.failure_backoff_ms / 1000)
+            return
+        failpoints.hit("consumer.after_db_commit")
+        try:
+            await consumer.commit({tp: records[-1].offset + 1 for tp, records in batch.items()})
+        except (CommitFailedError, IllegalStateError) as exc:
+            # Partitions moved to another member; it will redeliver and its inbox dedupes.
+            log.warning("offset commit refused: %s", exc, extra={"consumer": self.name})
+        BATCH_SECONDS.labels(self.name).observe(time.perf_counter() - started)
+        for tp, records in batch.items():
+            high = consumer.highwater(tp)
+            if high is not None:
+                CONSUMER_LAG.labels(self.name, tp.topic, str(tp.partition)).set(
+                    max(0, high - (records[-1].offset + 1))
+                )
+
+    async def handle_batch(self, batch: Mapping[TopicPartition, Sequence[Any]]) -> None:
+        """Handle every record of one poll in one transaction; dead letters are published before it
+        commits. Raises when the database or broker failed (nothing of the batch is kept then).
+
+        The fast path runs every handler straight in the batch transaction. Should one raise, the
+        whole transaction is rolled back and the batch is run again with each event in a savepoint
+        of its own, so the failing event is retried and dead-lettered alone."""
+        try:
+            outcomes = await self._run_batch(batch, isolate=False)
+        except _HandlerFailed:
+            outcomes = await self._run_batch(batch, isolate=True)
+        for event_type, result in outcomes:
+            EVENTS_CONSUMED.labels(self.name, event_type, result).inc()
+        if self._after_commit is not None:
+            self._after_commit()
+
+    async def _run_batch(
+        self, batch: Mapping[TopicPartition, Sequence[Any]], *, isolate: bool
+    ) -> list[tuple[str, str]]:
+        dead: list[_DeadLetter] = []
+        outcomes: list[tuple[str, str]] = []
+        async with self._sessions() as session, session.begin():
+            for records in batch.values():
+                for record in records:
+                    outcome, letter = await self._handle_record(session, record, isolate=isolate)
+                    outcomes.append(outcome)
+                    if letter is not None:
+                        dead.append(letter)
+            if dead:
+                await self._publish_dead_letters(dead)
+        return outcomes
+
+    async def _handle_record(
+        self, session: AsyncSession, record: Any, *, isolate: bool
+    ) -> tuple[tuple[str, str], _DeadLetter | None]:
+        try:
+            event, data = self._decode(record)
+        except (InvalidEvent, _UnknownType) as exc:
+            kind = exc.event_type if isinstance(exc, _UnknownType) else "invalid"
+            return (kind, "dead_lettered"), _DeadLetter(record, str(exc), 0, kind)
+        handler = self._handlers[event.type]
+        if not isolate:
+            try:
+                if not await self._record_in_inbox(session, event, record):
+                    return (event.type, "duplicate"), None
+                await handler(session, event, data)
+            except Exception as exc:
+                await self._ensure_database_alive(session, exc)
+                raise _HandlerFailed from exc
+            return (event.type, "processed"), None
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                async with session.begin_nested():
+                    if not await self._record_in_inbox(session, event, record):
+                        return (event.type, "duplicate"), None
+                    await handler(session, event, data)
+                return (event.type, "processed"), None
+            except PermanentEventError as exc:
+                await self._ensure_database_alive(session)
+                return (event.type, "dead_lettered"), _DeadLetter(
+                    record, f"{type(exc).__name__}: {exc}", attempt, event.type
+                )
+            except Exception as exc:
+                await self._ensure_database_alive(session, exc)
+                if attempt >= self._settings.max_attempts:
+                    log.warning(
+                        "handler failed %s times; dead-lettering",
+                        attempt,
+                        extra={"consumer": self.name, "event_id": event.id, "event_type": event.type},
+                        exc_info=True,
+                    )
+                    return (event.type, "dead_lettered"), _DeadLetter(
+                        record, f"{type(exc).__name__}: {exc}", attempt, event.type
+                    )
+                await asyncio.sleep(self._settings.retry_backoff_ms / 1000 * 2 ** (attempt - 1))
+
+    def _decode(self, record: Any) -> tuple[CloudEvent, BaseModel]:
+        event = parse_event(record.value)
+        model = EVENT_TYPES.get(event.type)
+        if model is None or event.type not in self._handlers:
+            raise _UnknownType(event.type)
+        try:
+            data = model.model_validate(event.data)
+        except ValidationError as exc:
+            raise InvalidEvent(
+                f"{event.type} data does not match its schema: {describe_validation_error(exc)}"
+            ) from exc
+        return event, data
+
+    async def _record_in_inbox(self, session: AsyncSession, event: CloudEvent, record: Any) -> bool:
+        inbox = self._kit.inbox
+        inserted = await session.execute(
+            insert(inbox)
+            .values(
+                consumer=self.name,
+                event_id=event.id,
+                event_type=event.type,
+                topic=record.topic,
+                partition=record.partition,
+                offset=record.offset,
+            )
+            .on_conflict_do_nothing(index_elements=[inbox.c.consumer, inbox.c.event_id])
+            .returning(inbox.c.event_id)
+        )
+        return inserted.first() is not None
+
+    async def _ensure_database_alive(self, session: AsyncSession, cause: Exception | None = None) -> None:
+        """A failure caused by a lost connection must not dead-letter a good event."""
+        if isinstance(cause, DBAPIError) and cause.connection_invalidated:
+            raise InfrastructureError("database connection lost") from cause
+        try:
+            await session.execute(select(text("1")))
+        except Exception as exc:
+            raise InfrastructureError("database unavailable") from exc
+
+    async def _publish_dead_letters(self, dead: Sequence[_DeadLetter]) -> None:
+        sends = []
+        for letter in dead:
+            record = letter.record
+            headers = dead_letter_headers(
+                original_headers=list(record.headers or ()),
+                error=letter.error,
+                attempts=letter.attempts,
+                consumer=self.name,
+                topic=record.topic,
+                partition=record.partition,
+                offset=record.offset,
+            )
+            sends.append(
+                await self._producer.send(
+                    self._dlq_topic, value=record.value, key=record.key, headers=headers
+                )
+            )
+            log.warning(
+                "dead-lettered %s at %s[%s]@%s: %s",
+                letter.event_type,
+                record.topic,
+                record.partition,
+                record.offset,
+                letter.error,
+                extra={"consumer": self.name},
+            )
+        await asyncio.gather(*sends)
+
+
+class _HandlerFailed(Exception):
+    """A handler raised on the fast path: rerun the batch with one savepoint per event."""
+
+
+class _UnknownType(Exception):
+    def __init__(self, event_type: str) -> None:
+        super().__init__(f"unknown event type {event_type!r} for this consumer")
+        self.event_type = event_type

@@ -1,0 +1,135 @@
+"""Transactional outbox: events are written in the state change's transaction; a relay publishes.
+
+``add_to_outbox`` is called by a service inside its unit of work. ``OutboxRelay`` publishes unpublished
+rows in id order and marks them only after the broker acknowledged them, so a crash anywhere delays
+an event but never drops it (consumers dedupe the occasional re-publish by event id).
+
+Per-member order: a service writes a member's outbox rows after taking that member's row lock, so
+ids follow commit order for one member; a single relay at a time (a PostgreSQL advisory lock) sends
+them in id order with the member id as the Kafka key.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import zlib
+from typing import Any
+
+from sqlalchemy import func, insert, select, update
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from loyalty_shared import failpoints
+from loyalty_shared.db import KitTables
+from loyalty_shared.envelope import CONTENT_TYPE, CloudEvent
+from loyalty_shared.observability import OUTBOX_BACKLOG, OUTBOX_PUBLISHED
+
+log = logging.getLogger(__name__)
+
+
+async def add_to_outbox(session: AsyncSession, kit: KitTables, topic: str, event: CloudEvent) -> None:
+    if not event.subject:
+        raise ValueError("an outgoing event needs a subject (the member id, used as Kafka key)")
+    await session.execute(
+        insert(kit.outbox).values(
+            topic=topic,
+            key=event.subject,
+            event_id=event.id,
+            event_type=event.type,
+            payload=event.to_bytes(),
+            headers={"content-type": CONTENT_TYPE, "ce_type": event.type},
+        )
+    )
+
+
+class OutboxRelay:
+    def __init__(
+        self,
+        *,
+        service: str,
+        sessions: async_sessionmaker[AsyncSession],
+        kit: KitTables,
+        producer: Any,
+        poll_ms: int = 100,
+        batch_size: int = 500,
+    ) -> None:
+        self._service = service
+        self._sessions = sessions
+        self._kit = kit
+        self._producer = producer
+        self._poll = poll_ms / 1000
+        self._batch_size = batch_size
+        self._lock_key = zlib.crc32(f"outbox-relay:{service}".encode())
+        self._wakeup = asyncio.Event()
+        self._stopping = False
+
+    def wake(self) -> None:
+        """Publish soon: a unit of work just committed outbox rows."""
+        self._wakeup.set()
+
+    def stop(self) -> None:
+        self._stopping = True
+        self._wakeup.set()
+
+    async def run(self) -> None:
+        while not self._stopping:
+            try:
+                published = await self.publish_pending()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("outbox relay failed; retrying", extra={"service": self._service})
+                published = 0
+                await asyncio.sleep(1.0)
+            if published < self._batch_size:
+                self._wakeup.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wakeup.wait(), timeout=self._poll)
+
+    async def publish_pending(self) -> int:
+        """Publish one batch of unpublished rows; returns how many were published."""
+        outbox = self._kit.outbox
+        async with self._sessions() as session, session.begin():
+            if not await session.scalar(select(func.pg_try_advisory_xact_lock(self._lock_key))):
+                return 0  # another replica's relay is publishing
+            rows = (
+                await session.execute(
+                    select(
+                        outbox.c.id,
+                        outbox.c.topic,
+                        outbox.c.key,
+                        outbox.c.payload,
+                        outbox.c.headers,
+                    )
+                    .where(outbox.c.published_at.is_(None))
+                    .order_by(outbox.c.id)
+                    .limit(self._batch_size)
+                )
+            ).all()
+            if not rows:
+                OUTBOX_BACKLOG.labels(self._service).set(0)
+                return 0
+            failpoints.hit("relay.before_publish")
+            sends = [
+                await self._producer.send(
+                    row.topic,
+                    value=row.payload,
+                    key=row.key.encode(),
+                    headers=[(k, str(v).encode()) for k, v in row.headers.items()],
+                )
+                for row in rows
+            ]
+            await asyncio.gather(*sends)
+            failpoints.hit("relay.after_publish")
+            await session.execute(
+                update(outbox)
+                .where(outbox.c.id.in_([row.id for row in rows]))
+                .values(published_at=func.now())
+            )
+            backlog = await session.scalar(
+                select(func.count()).select_from(outbox).where(outbox.c.published_at.is_(None))
+            )
+        OUTBOX_PUBLISHED.labels(self._service).inc(len(rows))
+        OUTBOX_BACKLOG.labels(self._service).set(backlog or 0)
+        return len(rows)

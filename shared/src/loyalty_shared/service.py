@@ -1,0 +1,205 @@
+"""One place that assembles a service: REST app, consumer runner, outbox relay, health, metrics.
+
+A service describes itself with a ``ServiceDefinition`` (its consumed topics and handlers, its
+routers, its tables, its scheduled jobs); ``create_app`` returns a FastAPI app whose lifespan starts
+and stops everything in order, so one process serves REST and consumes events, and SIGTERM (uvicorn)
+shuts it down cleanly: the batch in hand commits, the consumer leaves its group, the relay stops.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiokafka import AIOKafkaProducer
+from fastapi import APIRouter, FastAPI, Request, Response
+from fastapi.responses import JSONResponse
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from loyalty_shared.auth import ApiKeys
+from loyalty_shared.db import KitTables, create_engine, session_factory
+from loyalty_shared.errors import PROBLEM_JSON, install_problem_handlers
+from loyalty_shared.messaging.consumer import ConsumerRunner, Handler
+from loyalty_shared.messaging.outbox import OutboxRelay
+from loyalty_shared.observability import HTTP_LATENCY, configure_logging
+from loyalty_shared.settings import ServiceSettings
+
+log = logging.getLogger(__name__)
+
+Job = Callable[["Runtime"], Coroutine[Any, Any, None]]
+
+
+@dataclass(frozen=True)
+class ServiceDefinition:
+    name: str
+    version: str
+    description: str
+    kit: KitTables
+    routers: Sequence[APIRouter]
+    consumes: Sequence[str] = ()
+    handlers: Mapping[str, Handler] = field(default_factory=dict)
+    jobs: Sequence[Job] = ()
+
+    @property
+    def consumer_group(self) -> str:
+        return f"loyalty-{self.name}"
+
+
+@dataclass
+class Runtime:
+    """What a running service holds. Reached from routes through ``runtime(request)``."""
+
+    definition: ServiceDefinition
+    settings: ServiceSettings
+    engine: AsyncEngine
+    sessions: async_sessionmaker[AsyncSession]
+    producer: AIOKafkaProducer
+    relay: OutboxRelay
+    consumer: ConsumerRunner | None = None
+    extras: dict[str, Any] = field(default_factory=dict)
+
+    @contextlib.asynccontextmanager
+    async def unit_of_work(self) -> AsyncIterator[AsyncSession]:
+        """One transaction, committed once on success; the relay is woken for its outbox rows."""
+        async with self.sessions() as session, session.begin():
+            yield session
+        self.relay.wake()
+
+
+def runtime(request: Request) -> Runtime:
+    rt: Runtime = request.app.state.runtime
+    return rt
+
+
+async def _start_producer(settings: ServiceSettings) -> AIOKafkaProducer:
+    deadline = time.monotonic() + 60
+    while True:
+        producer = AIOKafkaProducer(**settings.kafka.producer_kwargs())
+        try:
+            await producer.start()
+            return producer
+        except Exception:
+            await producer.stop()
+            if time.monotonic() > deadline:
+                raise
+            log.warning("broker not reachable yet at %s; retrying", settings.kafka.bootstrap_servers)
+            await asyncio.sleep(1)
+
+
+def create_app(definition: ServiceDefinition, settings: ServiceSettings) -> FastAPI:
+    configure_logging(settings.log_level, json_logs=settings.log_json)
+    api_keys = ApiKeys(settings.api_keys.get_secret_value())
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        engine = create_engine(settings.database_url, pool_size=settings.db_pool_size)
+        sessions = session_factory(engine)
+        producer = await _start_producer(settings)
+        relay = OutboxRelay(
+            service=definition.name,
+            sessions=sessions,
+            kit=definition.kit,
+            producer=producer,
+            poll_ms=settings.relay_poll_ms,
+            batch_size=settings.relay_batch_size,
+        )
+        rt = Runtime(definition, settings, engine, sessions, producer, relay)
+        app.state.runtime = rt
+        tasks: list[asyncio.Task[None]] = []
+        if settings.run_relay:
+            tasks.append(asyncio.create_task(relay.run(), name="outbox-relay"))
+        if settings.run_consumer and definition.consumes:
+            rt.consumer = ConsumerRunner(
+                name=definition.consumer_group,
+                topics=definition.consumes,
+                handlers=definition.handlers,
+                sessions=sessions,
+                kit=definition.kit,
+                producer=producer,
+                kafka=settings.kafka,
+                settings=settings.consumer,
+                after_commit=relay.wake,
+            )
+            await rt.consumer.start()
+            tasks.append(asyncio.create_task(rt.consumer.run(), name="consumer"))
+        tasks.extend(
+            asyncio.create_task(job(rt), name=getattr(job, "__name__", "job")) for job in definition.jobs
+        )
+        log.info("%s service started", definition.name)
+        try:
+            yield
+        finally:
+            log.info("%s service stopping", definition.name)
+            if rt.consumer is not None:
+                await rt.consumer.stop()
+            relay.stop()
+            for task in tasks:
+                if task.get_name() not in ("consumer", "outbox-relay"):
+                    task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            await producer.stop()
+            await engine.dispose()
+
+    app = FastAPI(
+        title=f"Loyalty {definition.name} service",
+        version=definition.version,
+        description=definition.description,
+        lifespan=lifespan,
+    )
+    app.state.api_keys = api_keys
+    install_problem_handlers(app)
+
+    @app.middleware("http")
+    async def measure(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
+        started = time.perf_counter()
+        response = await call_next(request)
+        route = request.scope.get("route")
+        path = getattr(route, "path", "unmatched")
+        HTTP_LATENCY.labels(request.method, path, str(response.status_code)).observe(
+            time.perf_counter() - started
+        )
+        return response
+
+    @app.get("/healthz", include_in_schema=False)
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/readyz", include_in_schema=False)
+    async def readyz(request: Request) -> JSONResponse:
+        rt: Runtime = request.app.state.runtime
+        checks = {"database": "ok", "broker": "ok", "consumer": "ok"}
+        try:
+            async with rt.engine.connect() as conn:
+                await asyncio.wait_for(conn.execute(text("SELECT 1")), timeout=2)
+        except Exception as exc:
+            checks["database"] = f"unavailable: {type(exc).__name__}"
+        try:
+            await asyncio.wait_for(rt.producer.client.fetch_all_metadata(), timeout=2)
+        except Exception as exc:
+            checks["broker"] = f"unavailable: {type(exc).__name__}"
+        if settings.run_consumer and definition.consumes and not (rt.consumer and rt.consumer.ready):
+            checks["consumer"] = "not started"
+        ok = all(v == "ok" for v in checks.values())
+        body: dict[str, Any] = {"status": "ready" if ok else "not ready", "checks": checks}
+        if not ok:
+            body |= {"type": "urn:loyalty:problem:not-ready", "title": "Not ready", "status": 503}
+        return JSONResponse(
+            body,
+            status_code=200 if ok else 503,
+            media_type="application/json" if ok else PROBLEM_JSON,
+        )
+
+    @app.get("/metrics", include_in_schema=False)
+    async def metrics() -> Response:
+        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+    for router in definition.routers:
+        app.include_router(router)
+    return app
