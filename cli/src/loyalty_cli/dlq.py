@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 from typing import Any
 
 from aiokafka import AIOKafkaProducer
@@ -18,6 +19,7 @@ def register(subparsers: Any) -> None:
     parser.add_argument("action", choices=["list", "replay"])
     parser.add_argument("--service", default="points", help="the consumer's service (default: points)")
     parser.add_argument("--bootstrap", help="Kafka bootstrap (default: LOYALTY_KAFKA_BOOTSTRAP_SERVERS)")
+    parser.add_argument("--topic-prefix", default=os.environ.get("LOYALTY_TOPIC_PREFIX", ""))
     parser.add_argument("--offset", type=int, action="append", help="replay only these DLQ offsets")
     parser.add_argument("--json", action="store_true", help="list as JSON lines")
     parser.set_defaults(func=run)
@@ -36,7 +38,7 @@ def _kafka(args: argparse.Namespace) -> KafkaSettings:
 
 async def _run(args: argparse.Namespace) -> int:
     kafka = _kafka(args)
-    consumer = f"loyalty-{args.service}"
+    consumer = f"{args.topic_prefix}loyalty-{args.service}"
     letters = await read_dead_letters(kafka.connection_kwargs(), consumer)
     if args.offset:
         letters = [d for d in letters if d.offset in set(args.offset)]

@@ -102,8 +102,10 @@ def create_app(definition: ServiceDefinition, settings: ServiceSettings) -> Fast
         engine = create_engine(settings.database_url, pool_size=settings.db_pool_size)
         sessions = session_factory(engine)
         producer = await _start_producer(settings)
+        prefix = settings.topic_prefix
         relay = OutboxRelay(
             service=definition.name,
+            topic_prefix=prefix,
             sessions=sessions,
             kit=definition.kit,
             producer=producer,
@@ -117,8 +119,8 @@ def create_app(definition: ServiceDefinition, settings: ServiceSettings) -> Fast
             tasks.append(asyncio.create_task(relay.run(), name="outbox-relay"))
         if settings.run_consumer and definition.consumes:
             rt.consumer = ConsumerRunner(
-                name=definition.consumer_group,
-                topics=definition.consumes,
+                name=prefix + definition.consumer_group,
+                topics=[prefix + topic for topic in definition.consumes],
                 handlers=definition.handlers,
                 sessions=sessions,
                 kit=definition.kit,

@@ -78,6 +78,11 @@ class ServiceSettings(BaseSettings):
         default=SecretStr(""),
         description="comma-separated key:scope[:partner_id]; scopes: ecommerce, crm, partner",
     )
+    topic_prefix: str = Field(
+        default="",
+        pattern=r"^[A-Za-z0-9._-]*$",
+        description="prepended to every topic and consumer group (environments sharing one cluster)",
+    )
     log_level: str = "INFO"
     log_json: bool = True
     run_consumer: bool = True

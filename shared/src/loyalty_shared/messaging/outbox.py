@@ -51,10 +51,12 @@ class OutboxRelay:
         sessions: async_sessionmaker[AsyncSession],
         kit: KitTables,
         producer: Any,
+        topic_prefix: str = "",
         poll_ms: int = 100,
         batch_size: int = 500,
     ) -> None:
         self._service = service
+        self._topic_prefix = topic_prefix
         self._sessions = sessions
         self._kit = kit
         self._producer = producer
@@ -113,7 +115,7 @@ class OutboxRelay:
             failpoints.hit("relay.before_publish")
             sends = [
                 await self._producer.send(
-                    row.topic,
+                    self._topic_prefix + row.topic,
                     value=row.payload,
                     key=row.key.encode(),
                     headers=[(k, str(v).encode()) for k, v in row.headers.items()],

@@ -1,0 +1,71 @@
+"""Fixtures for the integration suite (see harness.py for the knobs)."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from pathlib import Path
+
+import pytest
+from harness import TOPICS, Infra, PointsService, migrate_template
+
+from loyalty_cli.embedded import EmbeddedPostgres, TansuBroker, ensure_topics, free_port
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if "tests/integration" in str(item.path):
+            item.add_marker(pytest.mark.integration)
+
+
+@pytest.fixture(scope="session")
+def infra(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Infra]:
+    started: list[EmbeddedPostgres | TansuBroker] = []
+    try:
+        pg_server = os.environ.get("LOYALTY_TEST_POSTGRES_URL")
+        if not pg_server:
+            pg = EmbeddedPostgres(tmp_path_factory.mktemp("pg") / "data", free_port())
+            pg.start()
+            started.append(pg)
+            pg_server = f"postgresql://postgres@127.0.0.1:{pg.port}"
+        bootstrap = os.environ.get("LOYALTY_TEST_KAFKA_BOOTSTRAP")
+        idempotence = os.environ.get("LOYALTY_TEST_KAFKA_IDEMPOTENCE", "false").lower() == "true"
+        if not bootstrap:
+            broker = TansuBroker(free_port(), tmp_path_factory.mktemp("tansu") / "tansu.log")
+            broker.start()
+            started.append(broker)
+            bootstrap, idempotence = broker.bootstrap, False
+        infra = Infra(pg_server=pg_server.rstrip("/"), bootstrap=bootstrap, idempotence=idempotence)
+        migrate_template(infra)
+        yield infra
+    finally:
+        for server in reversed(started):
+            server.stop()
+
+
+ServiceFactory = Callable[..., Awaitable[PointsService]]
+
+
+@pytest.fixture
+async def points_factory(infra: Infra, tmp_path: Path) -> AsyncIterator[ServiceFactory]:
+    """Make a points service with its own database and its own topics; started unless told not."""
+    services: list[PointsService] = []
+
+    async def make(*, start: bool = True, **env: str) -> PointsService:
+        prefix = f"t{uuid.uuid4().hex[:10]}."
+        await ensure_topics(infra.bootstrap, [prefix + t for t in TOPICS], partitions=3)
+        service = PointsService(infra, await infra.new_database(), prefix, tmp_path, extra_env=env)
+        services.append(service)
+        if start:
+            await service.start()
+        return service
+
+    yield make
+    for service in services:
+        service.kill()
+
+
+@pytest.fixture
+async def points(points_factory: ServiceFactory) -> PointsService:
+    return await points_factory()

