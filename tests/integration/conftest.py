@@ -42,6 +42,12 @@ def infra() -> Iterator[Infra]:
             started.append(broker)
             bootstrap, idempotence = broker.bootstrap, False
         infra = Infra(pg_server=pg_server.rstrip("/"), bootstrap=bootstrap, idempotence=idempotence)
+        if started and isinstance(started[-1], TansuBroker):
+            # tansu holds a joining member for half the session timeout; Apache Kafka refuses < 6 s.
+            infra.consumer_env = {
+                "LOYALTY_CONSUMER_SESSION_TIMEOUT_MS": "2000",
+                "LOYALTY_CONSUMER_HEARTBEAT_INTERVAL_MS": "500",
+            }
         migrate_template(infra)
         yield infra
     finally:

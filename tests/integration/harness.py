@@ -46,6 +46,7 @@ class Infra:
     pg_server: str  # postgresql://user@host:port
     bootstrap: str
     idempotence: bool
+    consumer_env: dict[str, str] = field(default_factory=dict)
 
     def asyncpg_url(self, database: str) -> str:
         return f"{self.pg_server}/{database}"
@@ -117,6 +118,7 @@ class PointsService:
             "LOYALTY_CONSUMER_FAILURE_BACKOFF_MS": "200",
             "LOYALTY_RELAY_POLL_MS": "50",
             "LOYALTY_LOG_JSON": "false",
+            **self.infra.consumer_env,
             **self.extra_env,
             **extra,
         }

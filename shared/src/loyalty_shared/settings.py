@@ -61,6 +61,10 @@ class ConsumerSettings(BaseSettings):
     poll_timeout_ms: int = Field(default=200, ge=1)
     max_attempts: int = Field(default=3, ge=1, le=20)
     retry_backoff_ms: int = Field(default=100, ge=0)
+    # Group membership: a member silent for session_timeout_ms is dropped and its partitions move.
+    # (tansu holds a new member's join for half the session timeout: tests use a short one.)
+    session_timeout_ms: int = Field(default=10_000, ge=500)
+    heartbeat_interval_ms: int = Field(default=3_000, ge=100)
     # Back-off after an infrastructure failure (database or broker down) before the batch is retried.
     failure_backoff_ms: int = Field(default=1000, ge=0)
 

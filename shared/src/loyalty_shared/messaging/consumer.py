@@ -113,6 +113,8 @@ class ConsumerRunner:
             enable_auto_commit=False,
             auto_offset_reset="earliest",
             max_poll_records=self._settings.batch_max_records,
+            session_timeout_ms=self._settings.session_timeout_ms,
+            heartbeat_interval_ms=self._settings.heartbeat_interval_ms,
             isolation_level="read_committed",
         )
         self._consumer.subscribe(self.topics, listener=_HoldBatchesDuringRebalance(self._lock))
