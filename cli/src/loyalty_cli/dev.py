@@ -391,7 +391,7 @@ class DevStack:
             "  try:",
             f'    curl -H "Authorization: Bearer {crm}" {url}/v1/members/M-0001/points',
             "  feed it orders, in another terminal:",
-            f"    loyalty simulate --bootstrap {self.bootstrap} --api {url} --api-key {crm}",
+            f"    ./loyalty simulate --bootstrap {self.bootstrap} --api {url} --api-key {crm}",
             "",
         ]
         say("\n".join(lines))
