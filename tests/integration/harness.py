@@ -24,7 +24,7 @@ from typing import Any
 
 import asyncpg
 import httpx
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from loyalty_cli.embedded import free_port
 from loyalty_shared.envelope import CloudEvent, new_event
@@ -276,25 +276,19 @@ async def publish(infra: Infra, topic: str, events: Sequence[CloudEvent | tuple[
 
 async def read_topic(infra: Infra, topic: str, *, expect: int, timeout: float = 30) -> list[Any]:
     """Every record of a topic from the beginning, waiting until at least ``expect`` are there."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=infra.bootstrap, enable_auto_commit=False, group_id=None)
+    consumer = AIOKafkaConsumer(
+        topic,
+        bootstrap_servers=infra.bootstrap,
+        enable_auto_commit=False,
+        group_id=None,
+        auto_offset_reset="earliest",
+    )
     await consumer.start()
     records: list[Any] = []
     try:
         deadline = time.monotonic() + timeout
-        assigned: set[TopicPartition] = set()
         while time.monotonic() < deadline:
-            partitions = consumer.partitions_for_topic(topic)
-            if partitions is None:
-                await consumer.topics()
-                await asyncio.sleep(0.2)
-                continue
-            tps = {TopicPartition(topic, p) for p in partitions}
-            if tps != assigned:
-                consumer.assign(list(tps))
-                await consumer.seek_to_beginning(*tps)
-                assigned, records = tps, []
-            batch = await consumer.getmany(timeout_ms=300)
-            for recs in batch.values():
+            for recs in (await consumer.getmany(timeout_ms=300)).values():
                 records.extend(recs)
             if len(records) >= expect:
                 # Read a little longer: more may come that must not (duplicates, extras).

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import AIOKafkaConsumer
 
 ERROR_LIMIT = 2000
 
@@ -85,7 +85,7 @@ def _from_record(record: Any) -> DeadLetter:
 
 
 async def read_dead_letters(
-    connection: dict[str, Any], consumer: str, *, timeout_s: float = 5.0
+    connection: dict[str, Any], consumer: str, *, timeout_s: float = 10.0
 ) -> list[DeadLetter]:
     """Every dead letter of a consumer, read from the start of its topic (no consumer group)."""
     topic = dead_letter_topic(consumer)
@@ -94,17 +94,22 @@ async def read_dead_letters(
     )
     await reader.start()
     try:
-        partitions = await _partitions(reader, topic, timeout_s)
-        if not partitions:
+        if topic not in await reader.topics():
             return []
-        tps = [TopicPartition(topic, p) for p in sorted(partitions)]
-        reader.assign(tps)
-        await reader.seek_to_beginning(*tps)
+        reader.subscribe([topic])
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout_s
+        while not reader.assignment():
+            if loop.time() > deadline:
+                raise TimeoutError(f"could not get the partitions of {topic} in {timeout_s}s")
+            await reader.getmany(timeout_ms=100)
+        tps = list(reader.assignment())
         ends = await reader.end_offsets(tps)
         letters: list[DeadLetter] = []
-        deadline = asyncio.get_running_loop().time() + timeout_s
+        for tp in tps:
+            await reader.seek_to_beginning(tp)
         while any([await reader.position(tp) < ends[tp] for tp in tps]):
-            if asyncio.get_running_loop().time() > deadline:
+            if loop.time() > deadline:
                 raise TimeoutError(f"could not read {topic} to its end in {timeout_s}s")
             batch = await reader.getmany(timeout_ms=200)
             for records in batch.values():
@@ -112,18 +117,6 @@ async def read_dead_letters(
         return sorted(letters, key=lambda d: (d.failed_at, d.partition, d.offset))
     finally:
         await reader.stop()
-
-
-async def _partitions(reader: AIOKafkaConsumer, topic: str, timeout_s: float) -> set[int]:
-    topics = await reader.topics()
-    if topic not in topics:
-        return set()
-    deadline = asyncio.get_running_loop().time() + timeout_s
-    while (parts := reader.partitions_for_topic(topic)) is None:
-        if asyncio.get_running_loop().time() > deadline:
-            return set()
-        await asyncio.sleep(0.1)
-    return set(parts)
 
 
 async def replay(producer: Any, letters: Sequence[DeadLetter]) -> int:
