@@ -69,15 +69,29 @@ class ConsumerSettings(BaseSettings):
     failure_backoff_ms: int = Field(default=1000, ge=0)
 
 
-class ServiceSettings(BaseSettings):
-    """What every service needs. Environment names are ``LOYALTY_<FIELD>``."""
+class DatabaseSettings(BaseSettings):
+    """Just the database: what a migration needs (``LOYALTY_DATABASE_URL``)."""
 
     model_config = SettingsConfigDict(env_prefix="LOYALTY_", extra="ignore")
 
-    environment: Literal["development", "test", "production"] = "development"
     database_url: str = Field(
         description="SQLAlchemy async URL, e.g. postgresql+asyncpg://user:pw@host:5432/points"
     )
+
+    @field_validator("database_url")
+    @classmethod
+    def _async_driver(cls, v: str) -> str:
+        if v.startswith("postgresql://") or v.startswith("postgres://"):
+            v = "postgresql+asyncpg://" + v.split("://", 1)[1]
+        if not v.startswith("postgresql+asyncpg://"):
+            raise ValueError("database_url must be a PostgreSQL URL (postgresql+asyncpg://...)")
+        return v
+
+
+class ServiceSettings(DatabaseSettings):
+    """What every service needs. Environment names are ``LOYALTY_<FIELD>``."""
+
+    environment: Literal["development", "test", "production"] = "development"
     api_keys: SecretStr = Field(
         default=SecretStr(""),
         description="comma-separated key:scope[:partner_id]; scopes: ecommerce, crm, partner",
@@ -97,15 +111,6 @@ class ServiceSettings(BaseSettings):
 
     kafka: KafkaSettings = Field(default_factory=KafkaSettings)
     consumer: ConsumerSettings = Field(default_factory=ConsumerSettings)
-
-    @field_validator("database_url")
-    @classmethod
-    def _async_driver(cls, v: str) -> str:
-        if v.startswith("postgresql://") or v.startswith("postgres://"):
-            v = "postgresql+asyncpg://" + v.split("://", 1)[1]
-        if not v.startswith("postgresql+asyncpg://"):
-            raise ValueError("database_url must be a PostgreSQL URL (postgresql+asyncpg://...)")
-        return v
 
     @model_validator(mode="after")
     def _no_open_production(self) -> ServiceSettings:

@@ -15,9 +15,9 @@ def _database_url() -> str:
     url = context.config.attributes.get("database_url")
     if url:
         return str(url)
-    from points_service.settings import PointsSettings
+    from loyalty_shared.settings import DatabaseSettings
 
-    return PointsSettings().database_url
+    return DatabaseSettings().database_url
 
 
 def _run(connection: Connection) -> None:
