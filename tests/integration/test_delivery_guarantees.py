@@ -209,6 +209,27 @@ async def test_dead_letters_can_be_replayed_once_the_cause_is_fixed(points: Poin
     await points.assert_ledger_consistent()
 
 
+async def test_rebalances_lose_and_double_nothing(points: PointsService) -> None:
+    """A second replica joins mid-stream, then the first leaves: every order is counted once."""
+    second = PointsService(points.infra, points.database, points.prefix, points.log_dir)
+    members = [unique("M") for _ in range(6)]
+    waves = [[paid(m, unique("O"), "10.00") for m in members] for _ in range(6)]
+    try:
+        await publish(points.infra, points.prefix + "orders", [e for wave in waves[:2] for e in wave])
+        await second.start(wait_ready=False)
+        await publish(points.infra, points.prefix + "orders", [e for wave in waves[2:4] for e in wave])
+        await second.wait_ready()
+        await points.stop()  # SIGTERM: its partitions move to the second replica
+        await publish(points.infra, points.prefix + "orders", [e for wave in waves[4:] for e in wave])
+        total = sum(len(wave) for wave in waves)
+        await eventually(lambda: _inbox_is(second, total), what="every order processed", timeout=60)
+        for member in members:
+            assert await earned(second, member) == 60
+        await second.assert_ledger_consistent()
+    finally:
+        second.kill()
+
+
 async def test_sigterm_stops_cleanly(points: PointsService) -> None:
     # uvicorn shuts the app down gracefully, then re-raises the signal so supervisors see it.
     assert await points.stop() in (0, -15)

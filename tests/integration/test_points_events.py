@@ -1,0 +1,93 @@
+"""Business rules that arrive as events: refunds and cancels, and the tier multiplier projection."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from harness import PointsService, cancelled, eventually, paid, publish, refunded, unique
+
+from loyalty_shared.envelope import new_event
+from loyalty_shared.events import TierChanged
+
+
+async def available(points: PointsService, member: str) -> int:
+    return int((await points.balance(member))["available"])
+
+
+async def test_partial_refunds_then_full_refund_reverse_exactly_what_was_earned(
+    points: PointsService,
+) -> None:
+    member, order = unique("M"), unique("O")
+    events = [
+        paid(member, order, "99.99"),  # 99 points
+        refunded(member, order, "R1", "33.33"),  # floor(99 × 33.33 / 99.99) = 33
+        refunded(member, order, "R1", "33.33"),  # the same refund again, under a new event id: once
+        refunded(member, order, "R2", "33.33"),  # total 66.66 → 66
+        refunded(member, order, "R3", "33.33"),  # total 99.99 → 99: exactly what was earned
+    ]
+    await publish(points.infra, points.prefix + "orders", events)
+    await eventually(lambda: _reversed_is(points, order, 99), what="all refunds applied")
+    assert await available(points, member) == 0
+    ledger = await points.scalar(
+        "SELECT array_agg(points ORDER BY id) FROM ledger_entries WHERE member_id = $1", member
+    )
+    assert list(ledger) == [99, -33, -33, -33]
+    await points.assert_ledger_consistent()
+
+
+async def test_cancel_reverses_what_refunds_left(points: PointsService) -> None:
+    member, order = unique("M"), unique("O")
+    events = [
+        paid(member, order, "200.00"),
+        refunded(member, order, "R1", "50.00"),
+        cancelled(member, order, "200.00"),
+        cancelled(member, order, "200.00"),  # a second cancel changes nothing
+        paid(member, unique("O"), "10.00"),
+    ]
+    await publish(points.infra, points.prefix + "orders", events)
+    await eventually(lambda: _available_is(points, member, 10), what="cancel applied, next order earned")
+    assert await points.scalar("SELECT points_reversed FROM orders WHERE order_id = $1", order) == 200
+    await points.assert_ledger_consistent()
+
+
+async def test_tier_change_applies_to_orders_processed_after_it(points: PointsService) -> None:
+    member = unique("M")
+    now = datetime.now(UTC)
+    gold = TierChanged(
+        member_id=member,
+        from_tier="Silver",
+        to_tier="Gold",
+        direction="up",
+        reason="qualified",
+        points_multiplier="1.5",
+        figures={"qualifying_spend": "200000.00"},
+    )
+    stale = gold.model_copy(update={"to_tier": "Silver", "points_multiplier": "1.25", "direction": "down"})
+    await publish(points.infra, points.prefix + "orders", [paid(member, unique("O"), "100.00")])
+    await eventually(lambda: _available_is(points, member, 100), what="earned at 1x before any tier")
+    await publish(
+        points.infra,
+        points.prefix + "loyalty.tiers",
+        [
+            new_event("tier.changed", "urn:loyalty:tiers", member, gold, time=now),
+            # an older change arriving late must not undo the newer one
+            new_event("tier.changed", "urn:loyalty:tiers", member, stale, time=now - timedelta(days=1)),
+        ],
+    )
+    await eventually(lambda: _tier_is(points, member, "Gold"), what="tier projected")
+    await publish(points.infra, points.prefix + "orders", [paid(member, unique("O"), "100.00")])
+    await eventually(lambda: _available_is(points, member, 250), what="second order earned at 1.5x")
+    balance = await points.balance(member)
+    assert balance["tier"] == "Gold"
+
+
+async def _reversed_is(points: PointsService, order: str, n: int) -> bool:
+    return await points.scalar("SELECT points_reversed FROM orders WHERE order_id = $1", order) == n
+
+
+async def _available_is(points: PointsService, member: str, n: int) -> bool:
+    return await available(points, member) == n
+
+
+async def _tier_is(points: PointsService, member: str, tier: str) -> bool:
+    return await points.scalar("SELECT tier FROM accounts WHERE member_id = $1", member) == tier
