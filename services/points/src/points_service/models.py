@@ -46,7 +46,7 @@ class Account(Base):
 
     __tablename__ = "accounts"
     member_id: Mapped[str] = mapped_column(String(64), primary_key=True)
-    debt: Mapped[int] = mapped_column(Integer, server_default=text("0"))
+    debt: Mapped[int] = mapped_column(BigInteger, server_default=text("0"))
     tier: Mapped[str | None] = mapped_column(String(64))
     tier_multiplier: Mapped[Decimal] = mapped_column(Numeric(8, 4), server_default=text("1"))
     tier_changed_at: Mapped[datetime | None] = mapped_column(Timestamp)
@@ -76,7 +76,10 @@ class Lot(Base):
 
 
 class LedgerEntry(Base):
-    """Append-only: every change of a member's points, with why it happened."""
+    """Append-only: every change of a member's points, with why it happened.
+
+    One entry moves at most 2^31 - 1 points (an order earning more is quarantined); balances,
+    which add entries up, are BIGINT."""
 
     __tablename__ = "ledger_entries"
     id: Mapped[int] = mapped_column(BigInteger, Identity(always=True), primary_key=True)
@@ -139,7 +142,7 @@ class Redemption(Base):
     points: Mapped[int] = mapped_column(Integer)
     description: Mapped[str] = mapped_column(Text)
     reference: Mapped[str | None] = mapped_column(String(200))
-    available_after: Mapped[int] = mapped_column(Integer)
+    available_after: Mapped[int] = mapped_column(BigInteger)
     created_at: Mapped[datetime] = mapped_column(Timestamp, server_default=func.now())
     __table_args__ = (UniqueConstraint("member_id", "idempotency_key"),)
 
@@ -153,7 +156,7 @@ class Adjustment(Base):
     points: Mapped[int] = mapped_column(Integer)
     reason: Mapped[str] = mapped_column(Text)
     actor: Mapped[str] = mapped_column(String(128))
-    available_after: Mapped[int] = mapped_column(Integer)
+    available_after: Mapped[int] = mapped_column(BigInteger)
     created_at: Mapped[datetime] = mapped_column(Timestamp, server_default=func.now())
     __table_args__ = (UniqueConstraint("member_id", "idempotency_key"),)
 

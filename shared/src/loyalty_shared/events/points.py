@@ -1,7 +1,5 @@
 """Events the points service publishes on ``loyalty.points`` (key = member id)."""
 
-from datetime import datetime
-
 from pydantic import AwareDatetime, BaseModel, Field
 
 from loyalty_shared.events.types import MemberId
@@ -43,7 +41,7 @@ class PointsExpired(BaseModel):
     member_id: MemberId
     lot_id: int
     points: int = Field(gt=0)
-    expired_at: datetime
+    expired_at: AwareDatetime
 
 
 class PointsAdjusted(BaseModel):

@@ -61,9 +61,9 @@ async def post_redemption(
     member_id: MemberId,
     body: RedemptionRequest,
     rt: Rt,
+    _: Annotated[Principal, Depends(require("ecommerce", "crm"))],  # before the key: authenticate first
     key: Key,
     response: Response,
-    _: Annotated[Principal, Depends(require("ecommerce", "crm"))],
 ) -> RedemptionResult:
     async with rt.unit_of_work() as session:
         result, created = await redeem(session, member_id, body, key)
@@ -77,9 +77,9 @@ async def post_adjustment(
     member_id: MemberId,
     body: AdjustmentRequest,
     rt: Rt,
+    _: Annotated[Principal, Depends(require("crm"))],  # before the key: authenticate first
     key: Key,
     response: Response,
-    _: Annotated[Principal, Depends(require("crm"))],
 ) -> AdjustmentResult:
     async with rt.unit_of_work() as session:
         result, created = await adjust(session, member_id, body, key)

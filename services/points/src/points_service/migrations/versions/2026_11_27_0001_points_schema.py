@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-11-27 17:31:05.845192
+Create Date: 2026-11-27 17:50:22.064549
 """
 
 from collections.abc import Sequence
@@ -22,7 +22,7 @@ def upgrade() -> None:
     op.create_table(
         "accounts",
         sa.Column("member_id", sa.String(length=64), nullable=False),
-        sa.Column("debt", sa.Integer(), server_default=sa.text("0"), nullable=False),
+        sa.Column("debt", sa.BigInteger(), server_default=sa.text("0"), nullable=False),
         sa.Column("tier", sa.String(length=64), nullable=True),
         sa.Column(
             "tier_multiplier", sa.Numeric(precision=8, scale=4), server_default=sa.text("1"), nullable=False
@@ -100,7 +100,7 @@ def upgrade() -> None:
         sa.Column("points", sa.Integer(), nullable=False),
         sa.Column("reason", sa.Text(), nullable=False),
         sa.Column("actor", sa.String(length=128), nullable=False),
-        sa.Column("available_after", sa.Integer(), nullable=False),
+        sa.Column("available_after", sa.BigInteger(), nullable=False),
         sa.Column("created_at", sa.DateTime(timezone=True), server_default=sa.text("now()"), nullable=False),
         sa.ForeignKeyConstraint(
             ["member_id"], ["accounts.member_id"], name=op.f("fk_adjustments_member_id_accounts")
@@ -195,7 +195,7 @@ def upgrade() -> None:
         sa.Column("points", sa.Integer(), nullable=False),
         sa.Column("description", sa.Text(), nullable=False),
         sa.Column("reference", sa.String(length=200), nullable=True),
-        sa.Column("available_after", sa.Integer(), nullable=False),
+        sa.Column("available_after", sa.BigInteger(), nullable=False),
         sa.Column("created_at", sa.DateTime(timezone=True), server_default=sa.text("now()"), nullable=False),
         sa.ForeignKeyConstraint(
             ["member_id"], ["accounts.member_id"], name=op.f("fk_redemptions_member_id_accounts")
