@@ -6,24 +6,22 @@ import uuid
 from datetime import UTC, datetime
 
 from pydantic import BaseModel, Field, field_validator
-from sqlalchemy import select
-from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from loyalty_shared.events import PointsAdjusted
-from loyalty_shared.idempotency import fingerprint, reused_key
+from loyalty_shared.idempotency import fingerprint
 from points_service import domain
 from points_service.ledger import (
+    add_lot,
     append_entry,
+    available_now,
     current_rules,
-    debit_lots,
+    find_replay,
     lock_account,
-    open_lots,
     publish,
-    set_debt,
+    spend,
 )
-from points_service.models import Adjustment, Lot
-from points_service.redemptions import InsufficientPoints
+from points_service.models import Adjustment
 
 
 class AdjustmentRequest(BaseModel):
@@ -54,45 +52,26 @@ async def adjust(
 ) -> tuple[AdjustmentResult, bool]:
     account = await lock_account(session, member_id)
     request_hash = fingerprint(request)
-    existing = await session.scalar(
-        select(Adjustment).where(Adjustment.member_id == member_id, Adjustment.idempotency_key == key)
-    )
+    existing = await find_replay(session, Adjustment, member_id, key, request_hash)
     if existing is not None:
-        if existing.request_hash != request_hash:
-            raise reused_key(key)
         return _result(existing), False
     now = datetime.now(UTC)
-    rules = await current_rules(session)
-    lots = await open_lots(session, member_id)
-    before = domain.summarize(lots, account.debt, now, rules.expiring_soon_days).available
     adjustment_id = str(uuid.uuid4())
     lot_id = None
     if request.points > 0:
-        repaid, lot_points = domain.settle_debt(account.debt, request.points)
-        if repaid:
-            await set_debt(session, member_id, account.debt - repaid)
-        lot_id = await session.scalar(
-            insert(Lot)
-            .values(
-                member_id=member_id,
-                source="adjustment",
-                points=lot_points,
-                remaining=lot_points,
-                earned_at=now,
-                available_at=now,
-                expires_at=domain.add_months(now, rules.expiry_months),
-            )
-            .returning(Lot.id)
+        rules = await current_rules(session)
+        before = await available_now(session, account, now)
+        lot_id, _ = await add_lot(
+            session,
+            account,
+            request.points,
+            source="adjustment",
+            earned_at=now,
+            available_at=now,
+            expires_at=domain.add_months(now, rules.expiry_months),
         )
     else:
-        plan = domain.plan_redemption(lots, -request.points, now)
-        if plan.shortfall or before < -request.points:
-            raise InsufficientPoints(
-                f"member {member_id} has {before} points available; cannot take {-request.points}",
-                available=before,
-                requested=-request.points,
-            )
-        await debit_lots(session, plan.takes)
+        before = await spend(session, account, -request.points, now)
     row = Adjustment(
         id=adjustment_id,
         member_id=member_id,

@@ -10,8 +10,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from loyalty_shared.envelope import CloudEvent
 from loyalty_shared.events import OrderPaid, PointsEarned
 from points_service import domain
-from points_service.ledger import append_entry, current_rules, lock_account, publish, set_debt
-from points_service.models import Lot, Order
+from points_service.ledger import add_lot, append_entry, current_rules, lock_account, publish
+from points_service.models import Order
 
 log = logging.getLogger(__name__)
 
@@ -46,25 +46,16 @@ async def earn_for_order(session: AsyncSession, event: CloudEvent, order: OrderP
     if created.first() is None:
         log.info("order %s already earned its points; event %s ignored", order.order_id, event.id)
         return
-    repaid, lot_points = domain.settle_debt(account.debt, points)
-    if repaid:
-        await set_debt(session, order.member_id, account.debt - repaid)
-    lot_id = None
-    if points > 0:
-        lot_id = await session.scalar(
-            insert(Lot)
-            .values(
-                member_id=order.member_id,
-                source="order",
-                order_id=order.order_id,
-                points=lot_points,
-                remaining=lot_points,
-                earned_at=event.time,
-                available_at=available_at,
-                expires_at=expires_at,
-            )
-            .returning(Lot.id)
-        )
+    lot_id, repaid = await add_lot(
+        session,
+        account,
+        points,
+        source="order",
+        order_id=order.order_id,
+        earned_at=event.time,
+        available_at=available_at,
+        expires_at=expires_at,
+    )
     await append_entry(
         session,
         member_id=order.member_id,

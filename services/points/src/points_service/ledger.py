@@ -6,8 +6,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from decimal import Decimal
-from typing import Any
+from typing import Any, TypeVar
 
 from pydantic import BaseModel
 from sqlalchemy import select, update
@@ -15,10 +16,12 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from loyalty_shared.envelope import new_event
+from loyalty_shared.errors import Conflict
 from loyalty_shared.events import POINTS_TOPIC, schema_uri
+from loyalty_shared.idempotency import reused_key
 from loyalty_shared.messaging.outbox import add_to_outbox
 from points_service import domain
-from points_service.models import Account, EarningRuleSet, LedgerEntry, Lot, kit
+from points_service.models import Account, Adjustment, EarningRuleSet, LedgerEntry, Lot, Redemption, kit
 
 SOURCE = "urn:loyalty:points"
 
@@ -42,6 +45,83 @@ async def lock_account(session: AsyncSession, member_id: str) -> AccountState:
     ).returning(Account.debt, Account.tier, Account.tier_multiplier)
     row = (await session.execute(upsert)).one()
     return AccountState(member_id, row.debt, row.tier, row.tier_multiplier)
+
+
+class InsufficientPoints(Conflict):
+    code, title = "insufficient-points", "Not enough points"
+
+
+async def available_now(session: AsyncSession, account: AccountState, now: datetime) -> int:
+    """Spendable points now (negative while a debt is outstanding)."""
+    rules = await current_rules(session)
+    lots = await open_lots(session, account.member_id)
+    return domain.summarize(lots, account.debt, now, rules.expiring_soon_days).available
+
+
+async def spend(session: AsyncSession, account: AccountState, points: int, now: datetime) -> int:
+    """Take ``points`` from the available lots, earliest expiry first, or refuse with 409.
+    Returns what was available before."""
+    rules = await current_rules(session)
+    lots = await open_lots(session, account.member_id)
+    available = domain.summarize(lots, account.debt, now, rules.expiring_soon_days).available
+    plan = domain.plan_redemption(lots, points, now)
+    if plan.shortfall or available < points:
+        raise InsufficientPoints(
+            f"member {account.member_id} has {available} points available; {points} requested",
+            available=available,
+            requested=points,
+        )
+    await debit_lots(session, plan.takes)
+    return available
+
+
+async def add_lot(
+    session: AsyncSession,
+    account: AccountState,
+    points: int,
+    *,
+    source: str,
+    earned_at: datetime,
+    available_at: datetime,
+    expires_at: datetime,
+    order_id: str | None = None,
+) -> tuple[int | None, int]:
+    """Credit ``points`` as a new lot; an outstanding debt is paid first. Returns (lot id, repaid)."""
+    repaid, lot_points = domain.settle_debt(account.debt, points)
+    if repaid:
+        await set_debt(session, account.member_id, account.debt - repaid)
+    if points == 0:
+        return None, 0
+    lot_id = await session.scalar(
+        insert(Lot)
+        .values(
+            member_id=account.member_id,
+            source=source,
+            order_id=order_id,
+            points=lot_points,
+            remaining=lot_points,
+            earned_at=earned_at,
+            available_at=available_at,
+            expires_at=expires_at,
+        )
+        .returning(Lot.id)
+    )
+    return lot_id, repaid
+
+
+Keyed = TypeVar("Keyed", Redemption, Adjustment)
+
+
+async def find_replay(
+    session: AsyncSession, model: type[Keyed], member_id: str, key: str, request_hash: str
+) -> Keyed | None:
+    """The row an earlier request with this Idempotency-Key created, if any; 422 if its body differed."""
+    existing = await session.scalar(
+        select(model).where(model.member_id == member_id, model.idempotency_key == key)
+    )
+    if existing is not None and existing.request_hash != request_hash:
+        raise reused_key(key)
+    return existing
 
 
 async def set_debt(session: AsyncSession, member_id: str, debt: int) -> None:

@@ -6,14 +6,11 @@ import uuid
 from datetime import UTC, datetime
 
 from pydantic import BaseModel, Field
-from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from loyalty_shared.errors import Conflict
 from loyalty_shared.events import PointsRedeemed
-from loyalty_shared.idempotency import fingerprint, reused_key
-from points_service import domain
-from points_service.ledger import append_entry, current_rules, debit_lots, lock_account, open_lots, publish
+from loyalty_shared.idempotency import fingerprint
+from points_service.ledger import append_entry, find_replay, lock_account, publish, spend
 from points_service.models import Redemption
 
 
@@ -33,35 +30,17 @@ class RedemptionResult(BaseModel):
     created_at: datetime
 
 
-class InsufficientPoints(Conflict):
-    code, title = "insufficient-points", "Not enough points"
-
-
 async def redeem(
     session: AsyncSession, member_id: str, request: RedemptionRequest, key: str
 ) -> tuple[RedemptionResult, bool]:
     """Returns the redemption and whether it was created now (False: a replay of the same key)."""
     account = await lock_account(session, member_id)
     request_hash = fingerprint(request)
-    existing = await session.scalar(
-        select(Redemption).where(Redemption.member_id == member_id, Redemption.idempotency_key == key)
-    )
+    existing = await find_replay(session, Redemption, member_id, key, request_hash)
     if existing is not None:
-        if existing.request_hash != request_hash:
-            raise reused_key(key)
         return _result(existing), False
     now = datetime.now(UTC)
-    rules = await current_rules(session)
-    lots = await open_lots(session, member_id)
-    balance = domain.summarize(lots, account.debt, now, rules.expiring_soon_days)
-    plan = domain.plan_redemption(lots, request.points, now)
-    if plan.shortfall or balance.available < request.points:
-        raise InsufficientPoints(
-            f"member {member_id} has {balance.available} points available; {request.points} requested",
-            available=balance.available,
-            requested=request.points,
-        )
-    await debit_lots(session, plan.takes)
+    available = await spend(session, account, request.points, now)
     redemption = Redemption(
         id=str(uuid.uuid4()),
         member_id=member_id,
@@ -70,7 +49,7 @@ async def redeem(
         points=request.points,
         description=request.description,
         reference=request.reference,
-        available_after=balance.available - request.points,
+        available_after=available - request.points,
         created_at=now,
     )
     session.add(redemption)
