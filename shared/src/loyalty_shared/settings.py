@@ -59,6 +59,8 @@ class ConsumerSettings(BaseSettings):
 
     batch_max_records: int = Field(default=500, ge=1, le=10_000)
     poll_timeout_ms: int = Field(default=200, ge=1)
+    # How long the broker may hold a fetch waiting for data: the floor of end-to-end latency.
+    fetch_max_wait_ms: int = Field(default=50, ge=0)
     max_attempts: int = Field(default=3, ge=1, le=20)
     retry_backoff_ms: int = Field(default=100, ge=0)
     # Group membership: a member silent for session_timeout_ms is dropped and its partitions move.

@@ -11,9 +11,14 @@ from loyalty_shared.envelope import CloudEvent
 from loyalty_shared.events import OrderPaid, PointsEarned
 from points_service import domain
 from points_service.ledger import add_lot, append_entry, current_rules, lock_account, publish
-from points_service.models import Order
+from points_service.models import Order, table
 
 log = logging.getLogger(__name__)
+
+_orders = table(Order)
+_INSERT_ORDER = (
+    insert(_orders).on_conflict_do_nothing(index_elements=[_orders.c.order_id]).returning(_orders.c.order_id)
+)
 
 
 async def earn_for_order(session: AsyncSession, event: CloudEvent, order: OrderPaid) -> None:
@@ -29,19 +34,17 @@ async def earn_for_order(session: AsyncSession, event: CloudEvent, order: OrderP
     )
     available_at, expires_at = domain.earning_schedule(event.time, rules)
     created = await session.execute(
-        insert(Order)
-        .values(
-            order_id=order.order_id,
-            member_id=order.member_id,
-            currency=order.currency,
-            amount=order.amount,
-            points_earned=points,
-            rule_version=rules.version,
-            tier_multiplier=account.tier_multiplier,
-            paid_at=event.time,
-        )
-        .on_conflict_do_nothing(index_elements=[Order.order_id])
-        .returning(Order.order_id)
+        _INSERT_ORDER,
+        {
+            "order_id": order.order_id,
+            "member_id": order.member_id,
+            "currency": order.currency,
+            "amount": order.amount,
+            "points_earned": points,
+            "rule_version": rules.version,
+            "tier_multiplier": account.tier_multiplier,
+            "paid_at": event.time,
+        },
     )
     if created.first() is None:
         log.info("order %s already earned its points; event %s ignored", order.order_id, event.id)

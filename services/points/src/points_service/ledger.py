@@ -21,7 +21,16 @@ from loyalty_shared.events import POINTS_TOPIC, schema_uri
 from loyalty_shared.idempotency import reused_key
 from loyalty_shared.messaging.outbox import add_to_outbox
 from points_service import domain
-from points_service.models import Account, Adjustment, EarningRuleSet, LedgerEntry, Lot, Redemption, kit
+from points_service.models import (
+    Account,
+    Adjustment,
+    EarningRuleSet,
+    LedgerEntry,
+    Lot,
+    Redemption,
+    kit,
+    table,
+)
 
 SOURCE = "urn:loyalty:points"
 
@@ -34,16 +43,23 @@ class AccountState:
     tier_multiplier: Decimal
 
 
+# Statements on the hot path are built once (Core, bound at execution): building and compiling an
+# ORM statement per event costs more than the database round trip.
+_accounts = table(Account)
+_insert_account = insert(_accounts)
+_LOCK_ACCOUNT = _insert_account.on_conflict_do_update(
+    index_elements=[_accounts.c.member_id], set_={"member_id": _insert_account.excluded.member_id}
+).returning(_accounts.c.debt, _accounts.c.tier, _accounts.c.tier_multiplier)
+_INSERT_LOT = insert(table(Lot)).returning(table(Lot).c.id)
+_INSERT_ENTRY = insert(table(LedgerEntry))
+
+
 async def lock_account(session: AsyncSession, member_id: str) -> AccountState:
     """Create the member's account if needed and lock it for the rest of the transaction.
 
     Every change of a member's points takes this lock first, so concurrent changes queue up, and
     the member's outbox rows are written in commit order."""
-    stmt = insert(Account).values(member_id=member_id)
-    upsert = stmt.on_conflict_do_update(
-        index_elements=[Account.member_id], set_={"member_id": stmt.excluded.member_id}
-    ).returning(Account.debt, Account.tier, Account.tier_multiplier)
-    row = (await session.execute(upsert)).one()
+    row = (await session.execute(_LOCK_ACCOUNT, {"member_id": member_id})).one()
     return AccountState(member_id, row.debt, row.tier, row.tier_multiplier)
 
 
@@ -93,18 +109,17 @@ async def add_lot(
     if points == 0:
         return None, 0
     lot_id = await session.scalar(
-        insert(Lot)
-        .values(
-            member_id=account.member_id,
-            source=source,
-            order_id=order_id,
-            points=lot_points,
-            remaining=lot_points,
-            earned_at=earned_at,
-            available_at=available_at,
-            expires_at=expires_at,
-        )
-        .returning(Lot.id)
+        _INSERT_LOT,
+        {
+            "member_id": account.member_id,
+            "source": source,
+            "order_id": order_id,
+            "points": lot_points,
+            "remaining": lot_points,
+            "earned_at": earned_at,
+            "available_at": available_at,
+            "expires_at": expires_at,
+        },
     )
     return lot_id, repaid
 
@@ -145,7 +160,7 @@ async def debit_lots(session: AsyncSession, takes: Sequence[domain.Take]) -> Non
 
 
 async def append_entry(session: AsyncSession, **fields: Any) -> None:
-    await session.execute(insert(LedgerEntry).values(**fields))
+    await session.execute(_INSERT_ENTRY, fields)
 
 
 async def current_rules(session: AsyncSession) -> domain.EarningRules:

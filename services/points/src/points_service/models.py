@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from decimal import Decimal
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import (
     BigInteger,
@@ -20,6 +20,7 @@ from sqlalchemy import (
     Integer,
     Numeric,
     String,
+    Table,
     Text,
     UniqueConstraint,
     func,
@@ -39,6 +40,11 @@ Timestamp = DateTime(timezone=True)
 
 class Base(DeclarativeBase):
     metadata = metadata
+
+
+def table(model: type[Base]) -> Table:
+    """A model's Core table, for statements built once and bound at execution."""
+    return cast(Table, model.__table__)
 
 
 class Account(Base):

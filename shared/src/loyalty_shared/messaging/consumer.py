@@ -18,6 +18,7 @@ batch transaction, the envelope and the typed data, and nothing of Kafka.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
@@ -32,6 +33,7 @@ from sqlalchemy import select, text
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.sql.dml import ReturningInsert
 
 from loyalty_shared import failpoints
 from loyalty_shared.db import KitTables
@@ -114,6 +116,7 @@ class ConsumerRunner:
             auto_offset_reset="earliest",
             max_poll_records=self._settings.batch_max_records,
             session_timeout_ms=self._settings.session_timeout_ms,
+            fetch_max_wait_ms=self._settings.fetch_max_wait_ms,
             heartbeat_interval_ms=self._settings.heartbeat_interval_ms,
             isolation_level="read_committed",
         )
@@ -207,41 +210,57 @@ class ConsumerRunner:
     ) -> list[tuple[str, str]]:
         dead: list[_DeadLetter] = []
         outcomes: list[tuple[str, str]] = []
+        decoded = [self._decode_or_quarantine(record) for records in batch.values() for record in records]
         async with self._sessions() as session, session.begin():
-            for records in batch.values():
-                for record in records:
-                    outcome, letter = await self._handle_record(session, record, isolate=isolate)
-                    outcomes.append(outcome)
-                    if letter is not None:
-                        dead.append(letter)
+            # Fast path: the whole batch's event ids go into the inbox in one statement.
+            fresh = None if isolate else await self._record_batch_in_inbox(session, decoded)
+            for item in decoded:
+                letter: _DeadLetter | None
+                if isinstance(item, _DeadLetter):
+                    outcome, letter = (item.event_type, "dead_lettered"), item
+                elif fresh is None:
+                    outcome, letter = await self._handle_isolated(session, *item)
+                else:
+                    outcome, letter = await self._handle_in_batch(session, fresh, *item), None
+                outcomes.append(outcome)
+                if letter is not None:
+                    dead.append(letter)
             if dead:
                 await self._publish_dead_letters(dead)
         return outcomes
 
-    async def _handle_record(
-        self, session: AsyncSession, record: Any, *, isolate: bool
-    ) -> tuple[tuple[str, str], _DeadLetter | None]:
+    def _decode_or_quarantine(self, record: Any) -> tuple[Any, CloudEvent, BaseModel] | _DeadLetter:
         try:
             event, data = self._decode(record)
         except (InvalidEvent, _UnknownType) as exc:
             kind = exc.event_type if isinstance(exc, _UnknownType) else "invalid"
-            return (kind, "dead_lettered"), _DeadLetter(record, str(exc), 0, kind)
+            return _DeadLetter(record, str(exc), 0, kind)
+        return record, event, data
+
+    async def _handle_in_batch(
+        self, session: AsyncSession, fresh: set[str], record: Any, event: CloudEvent, data: BaseModel
+    ) -> tuple[str, str]:
+        if event.id not in fresh:
+            return event.type, "duplicate"
+        fresh.discard(event.id)  # the same event twice in one batch: the second is a duplicate
+        try:
+            await self._handlers[event.type](session, event, data)
+        except Exception as exc:
+            await self._ensure_database_alive(session, exc)
+            raise _HandlerFailed from exc
+        return event.type, "processed"
+
+    async def _handle_isolated(
+        self, session: AsyncSession, record: Any, event: CloudEvent, data: BaseModel
+    ) -> tuple[tuple[str, str], _DeadLetter | None]:
+        """One savepoint per attempt: a failing event is retried, then dead-lettered, alone."""
         handler = self._handlers[event.type]
-        if not isolate:
-            try:
-                if not await self._record_in_inbox(session, event, record):
-                    return (event.type, "duplicate"), None
-                await handler(session, event, data)
-            except Exception as exc:
-                await self._ensure_database_alive(session, exc)
-                raise _HandlerFailed from exc
-            return (event.type, "processed"), None
         attempt = 0
         while True:
             attempt += 1
             try:
                 async with session.begin_nested():
-                    if not await self._record_in_inbox(session, event, record):
+                    if not await self._record_in_inbox(session, [(record, event)]):
                         return (event.type, "duplicate"), None
                     await handler(session, event, data)
                 return (event.type, "processed"), None
@@ -277,22 +296,29 @@ class ConsumerRunner:
             ) from exc
         return event, data
 
-    async def _record_in_inbox(self, session: AsyncSession, event: CloudEvent, record: Any) -> bool:
-        inbox = self._kit.inbox
-        inserted = await session.execute(
-            insert(inbox)
-            .values(
-                consumer=self.name,
-                event_id=event.id,
-                event_type=event.type,
-                topic=record.topic,
-                partition=record.partition,
-                offset=record.offset,
-            )
-            .on_conflict_do_nothing(index_elements=[inbox.c.consumer, inbox.c.event_id])
-            .returning(inbox.c.event_id)
-        )
-        return inserted.first() is not None
+    async def _record_batch_in_inbox(
+        self, session: AsyncSession, decoded: Sequence[tuple[Any, CloudEvent, BaseModel] | _DeadLetter]
+    ) -> set[str]:
+        events = [(item[0], item[1]) for item in decoded if not isinstance(item, _DeadLetter)]
+        return await self._record_in_inbox(session, events) if events else set()
+
+    async def _record_in_inbox(
+        self, session: AsyncSession, events: Sequence[tuple[Any, CloudEvent]]
+    ) -> set[str]:
+        """Insert the event ids; returns those that were not there yet (the rest are duplicates)."""
+        rows = {
+            event.id: {
+                "consumer": self.name,
+                "event_id": event.id,
+                "event_type": event.type,
+                "topic": record.topic,
+                "partition": record.partition,
+                "offset": record.offset,
+            }
+            for record, event in events
+        }
+        inserted = await session.execute(_inbox_insert(self._kit).values(list(rows.values())))
+        return set(inserted.scalars())
 
     async def _ensure_database_alive(self, session: AsyncSession, cause: Exception | None = None) -> None:
         """A failure caused by a lost connection must not dead-letter a good event."""
@@ -331,6 +357,16 @@ class ConsumerRunner:
                 extra={"consumer": self.name},
             )
         await asyncio.gather(*sends)
+
+
+@functools.cache
+def _inbox_insert(kit: KitTables) -> ReturningInsert[Any]:
+    inbox = kit.inbox
+    return (
+        insert(inbox)
+        .on_conflict_do_nothing(index_elements=[inbox.c.consumer, inbox.c.event_id])
+        .returning(inbox.c.event_id)
+    )
 
 
 class _HandlerFailed(Exception):

@@ -13,11 +13,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import zlib
 from typing import Any
 
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import Insert, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from loyalty_shared import failpoints
@@ -32,15 +33,21 @@ async def add_to_outbox(session: AsyncSession, kit: KitTables, topic: str, event
     if not event.subject:
         raise ValueError("an outgoing event needs a subject (the member id, used as Kafka key)")
     await session.execute(
-        insert(kit.outbox).values(
-            topic=topic,
-            key=event.subject,
-            event_id=event.id,
-            event_type=event.type,
-            payload=event.to_bytes(),
-            headers={"content-type": CONTENT_TYPE, "ce_type": event.type},
-        )
+        _insert_statement(kit),
+        {
+            "topic": topic,
+            "key": event.subject,
+            "event_id": event.id,
+            "event_type": event.type,
+            "payload": event.to_bytes(),
+            "headers": {"content-type": CONTENT_TYPE, "ce_type": event.type},
+        },
     )
+
+
+@functools.cache
+def _insert_statement(kit: KitTables) -> Insert:
+    return insert(kit.outbox)
 
 
 class OutboxRelay:
