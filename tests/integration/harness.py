@@ -301,6 +301,35 @@ async def read_topic(infra: Infra, topic: str, *, expect: int, timeout: float = 
         await consumer.stop()
 
 
+async def read_to_end(infra: Infra, topic: str, *, timeout: float = 20) -> list[Any]:
+    """Every record of a topic, from the beginning to its current end (no waiting for more)."""
+    consumer = AIOKafkaConsumer(
+        topic,
+        bootstrap_servers=infra.bootstrap,
+        enable_auto_commit=False,
+        group_id=None,
+        auto_offset_reset="earliest",
+    )
+    await consumer.start()
+    try:
+        deadline = time.monotonic() + timeout
+        while not consumer.assignment():
+            assert time.monotonic() < deadline, f"topic {topic} not found"
+            await consumer.getmany(timeout_ms=100)
+        tps = list(consumer.assignment())
+        ends = await consumer.end_offsets(tps)
+        for tp in tps:
+            await consumer.seek_to_beginning(tp)
+        records: list[Any] = []
+        while any([await consumer.position(tp) < ends[tp] for tp in tps]):
+            assert time.monotonic() < deadline, f"could not read {topic} to its end"
+            for recs in (await consumer.getmany(timeout_ms=200)).values():
+                records.extend(recs)
+        return records
+    finally:
+        await consumer.stop()
+
+
 async def eventually(
     check: Callable[[], Awaitable[Any]], *, timeout: float = 30, interval: float = 0.2, what: str = ""
 ) -> Any:

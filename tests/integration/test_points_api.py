@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
-import time
 import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
@@ -22,7 +21,6 @@ from typing import Any
 
 import httpx
 import pytest
-from aiokafka import AIOKafkaConsumer, TopicPartition
 from harness import (
     CRM_KEY,
     OTHER_PARTNER_KEY,
@@ -34,6 +32,7 @@ from harness import (
     eventually,
     paid,
     publish,
+    read_to_end,
     refunded,
     unique,
 )
@@ -156,30 +155,8 @@ async def ledger(service: PointsService, member: str) -> list[dict[str, Any]]:
 
 async def topic_events(service: PointsService, member: str) -> list[dict[str, Any]]:
     """Every event on the service's loyalty.points topic keyed to ``member``, read to the topic's end."""
-    topic = service.prefix + "loyalty.points"
-    reader = AIOKafkaConsumer(
-        bootstrap_servers=service.infra.bootstrap, enable_auto_commit=False, group_id=None
-    )
-    await reader.start()
-    try:
-        deadline = time.monotonic() + 20
-        await reader.topics()
-        while (partitions := reader.partitions_for_topic(topic)) is None:
-            assert time.monotonic() < deadline, f"topic {topic} not found"
-            await reader.topics()
-            await asyncio.sleep(0.1)
-        tps = [TopicPartition(topic, p) for p in sorted(partitions)]
-        reader.assign(tps)
-        await reader.seek_to_beginning(*tps)
-        ends = await reader.end_offsets(tps)
-        events: list[dict[str, Any]] = []
-        while any([await reader.position(tp) < ends[tp] for tp in tps]):
-            assert time.monotonic() < deadline, f"could not read {topic} to its end"
-            for records in (await reader.getmany(timeout_ms=200)).values():
-                events.extend(json.loads(r.value) for r in records if r.key == member.encode())
-        return events
-    finally:
-        await reader.stop()
+    records = await read_to_end(service.infra, service.prefix + "loyalty.points")
+    return [json.loads(r.value) for r in records if r.key == member.encode()]
 
 
 async def wait_events(service: PointsService, member: str, event_type: str, n: int) -> list[dict[str, Any]]:
