@@ -83,7 +83,9 @@ def kit_tables(metadata: MetaData) -> KitTables:
 
 
 def create_engine(url: str, *, pool_size: int = 10) -> AsyncEngine:
-    return create_async_engine(url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True)
+    # No pre-ping (a round trip per checkout); a connection the server dropped is discarded when it
+    # fails, and connections are recycled every 30 minutes.
+    return create_async_engine(url, pool_size=pool_size, max_overflow=pool_size, pool_recycle=1800)
 
 
 def session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:

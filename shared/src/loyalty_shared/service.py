@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,6 +22,7 @@ from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from loyalty_shared.auth import ApiKeys
 from loyalty_shared.db import KitTables, create_engine, session_factory
@@ -93,6 +94,32 @@ async def _start_producer(settings: ServiceSettings) -> AIOKafkaProducer:
             await asyncio.sleep(1)
 
 
+class RequestTiming:
+    """HTTP latency by method, route template and status (plain ASGI: no per-request task)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = 500
+
+        async def send_and_note(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_and_note)
+        finally:
+            route = getattr(scope.get("route"), "path", "unmatched")
+            HTTP_LATENCY.labels(scope["method"], route, str(status)).observe(time.perf_counter() - started)
+
+
 def create_app(definition: ServiceDefinition, settings: ServiceSettings) -> FastAPI:
     configure_logging(settings.log_level, json_logs=settings.log_json)
     api_keys = ApiKeys(settings.api_keys.get_secret_value())
@@ -158,16 +185,7 @@ def create_app(definition: ServiceDefinition, settings: ServiceSettings) -> Fast
     app.state.api_keys = api_keys
     install_problem_handlers(app)
 
-    @app.middleware("http")
-    async def measure(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
-        started = time.perf_counter()
-        response = await call_next(request)
-        route = request.scope.get("route")
-        path = getattr(route, "path", "unmatched")
-        HTTP_LATENCY.labels(request.method, path, str(response.status_code)).observe(
-            time.perf_counter() - started
-        )
-        return response
+    app.add_middleware(RequestTiming)
 
     @app.get("/healthz", include_in_schema=False)
     async def healthz() -> dict[str, str]:

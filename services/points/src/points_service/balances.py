@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import base64
 from datetime import UTC, datetime
+from decimal import Decimal
 
 from pydantic import BaseModel
-from sqlalchemy import case, func, select
+from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from loyalty_shared.errors import Problem
 from points_service import domain
-from points_service.ledger import current_rules
-from points_service.models import Account, LedgerEntry, Lot
+from points_service.models import LedgerEntry
 
 
 class PointsBalance(BaseModel):
@@ -53,42 +53,53 @@ class LedgerPage(BaseModel):
     next_cursor: str | None
 
 
+# One round trip for the account, the rules' "expiring soon" window and the lifetime totals; the
+# open lots come in a second one and the domain turns them into the balance.
+_ACCOUNT_AND_TOTALS = text(
+    """
+    SELECT a.debt, a.tier, a.tier_multiplier,
+           (SELECT expiring_soon_days FROM earning_rules ORDER BY version DESC LIMIT 1) AS soon_days,
+           t.earned, t.redeemed, t.reversed, t.expired
+    FROM (SELECT 1) AS one
+    LEFT JOIN accounts a ON a.member_id = :member_id
+    CROSS JOIN LATERAL (
+        SELECT coalesce(sum(points) FILTER (WHERE entry_type = 'earn'), 0) AS earned,
+               coalesce(sum(points) FILTER (WHERE entry_type = 'redeem'), 0) AS redeemed,
+               coalesce(sum(points) FILTER (WHERE entry_type = 'reverse'), 0) AS reversed,
+               coalesce(sum(points) FILTER (WHERE entry_type = 'expire'), 0) AS expired
+        FROM ledger_entries WHERE member_id = :member_id
+    ) AS t
+    """
+)
+_OPEN_LOTS = text(
+    "SELECT id, remaining, available_at, expires_at FROM lots WHERE member_id = :member_id AND remaining > 0"
+)
+
+
 async def member_balance(session: AsyncSession, member_id: str) -> PointsBalance:
     now = datetime.now(UTC)
-    rules = await current_rules(session)
-    account = await session.get(Account, member_id)
-    lots_rows = await session.execute(
-        select(Lot.id, Lot.remaining, Lot.available_at, Lot.expires_at).where(
-            Lot.member_id == member_id, Lot.remaining > 0
-        )
-    )
-    lots = [domain.Lot(r.id, r.remaining, r.available_at, r.expires_at) for r in lots_rows]
-    debt = account.debt if account else 0
-    summary = domain.summarize(lots, debt, now, rules.expiring_soon_days)
-    totals = (
-        await session.execute(
-            select(
-                *(
-                    func.coalesce(func.sum(case((LedgerEntry.entry_type == kind, LedgerEntry.points))), 0)
-                    for kind in ("earn", "redeem", "reverse", "expire")
-                )
-            ).where(LedgerEntry.member_id == member_id)
-        )
-    ).one()
+    row = (await session.execute(_ACCOUNT_AND_TOTALS, {"member_id": member_id})).one()
+    lots = [
+        domain.Lot(r.id, r.remaining, r.available_at, r.expires_at)
+        for r in await session.execute(_OPEN_LOTS, {"member_id": member_id})
+    ]
+    soon_days = row.soon_days or domain.DEFAULT_RULES.expiring_soon_days
+    debt = row.debt or 0
+    summary = domain.summarize(lots, debt, now, soon_days)
     return PointsBalance(
         member_id=member_id,
         available=summary.available,
         pending=summary.pending,
         expiring_soon=summary.expiring_soon,
-        expiring_soon_days=rules.expiring_soon_days,
+        expiring_soon_days=soon_days,
         next_expiry_at=summary.next_expiry_at,
         debt=debt,
-        lifetime_earned=int(totals[0]),
-        lifetime_redeemed=-int(totals[1]),
-        lifetime_reversed=-int(totals[2]),
-        lifetime_expired=-int(totals[3]),
-        tier=account.tier if account else None,
-        tier_multiplier=str(account.tier_multiplier) if account else "1",
+        lifetime_earned=int(row.earned),
+        lifetime_redeemed=-int(row.redeemed),
+        lifetime_reversed=-int(row.reversed),
+        lifetime_expired=-int(row.expired),
+        tier=row.tier,
+        tier_multiplier=format((row.tier_multiplier or Decimal(1)).normalize(), "f"),
         as_of=now,
     )
 
