@@ -183,6 +183,11 @@ async def test_poison_events_are_dead_lettered_and_the_consumer_keeps_going(poin
     assert by_offset[0].value == b"{not json"  # the original bytes, untouched
     assert all(d.original_topic == points.prefix + "orders" for d in letters)
     await points.assert_ledger_consistent()
+    # the good events around the poison ones published their points.earned (nothing lost with them)
+    earned_events = await read_topic(infra, points.prefix + "loyalty.points", expect=2)
+    assert sorted(json.loads(r.value)["data"]["order_id"] for r in earned_events) == sorted(
+        [good_before.data["order_id"], good_after.data["order_id"]]
+    )
 
 
 async def test_dead_letters_can_be_replayed_once_the_cause_is_fixed(points: PointsService) -> None:

@@ -7,6 +7,7 @@ and outbox live in the service's own database, under the service's own Alembic h
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy import (
     BigInteger,
@@ -18,7 +19,9 @@ from sqlalchemy import (
     MetaData,
     String,
     Table,
+    event,
     func,
+    insert,
     text,
 )
 from sqlalchemy.dialects.postgresql import JSONB
@@ -28,6 +31,7 @@ from sqlalchemy.ext.asyncio import (
     async_sessionmaker,
     create_async_engine,
 )
+from sqlalchemy.orm import Session, SessionTransaction
 
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
@@ -80,6 +84,48 @@ def kit_tables(metadata: MetaData) -> KitTables:
         ),
     )
     return KitTables(inbox=inbox, outbox=outbox)
+
+
+_DEFERRED = "loyalty.deferred_inserts"
+
+
+def defer_insert(session: AsyncSession, table: Table, row: dict[str, Any]) -> None:
+    """Queue a row; every queued row is inserted just before the transaction commits, one
+    multi-row INSERT per table, in the order queued.
+
+    For append-only tables a transaction does not read back (the outbox, a ledger): their rows
+    become visible, to this transaction too, only at commit. A rolled-back transaction inserts
+    nothing; inside a savepoint, use ``deferred_mark`` and ``discard_deferred`` (the consumer
+    runner does)."""
+    session.info.setdefault(_DEFERRED, []).append((table, row))
+
+
+def deferred_mark(session: AsyncSession) -> int:
+    return len(session.info.get(_DEFERRED, ()))
+
+
+def discard_deferred(session: AsyncSession, mark: int) -> None:
+    """Forget the rows queued since ``mark`` (their savepoint was rolled back)."""
+    del session.info.get(_DEFERRED, [])[mark:]
+
+
+@event.listens_for(Session, "before_commit")
+def _insert_deferred(session: Session) -> None:
+    queued: list[tuple[Table, dict[str, Any]]] = session.info.pop(_DEFERRED, [])
+    by_table: dict[Table, list[dict[str, Any]]] = {}
+    for table, row in queued:
+        by_table.setdefault(table, []).append(row)
+    for table, rows in by_table.items():
+        columns = {key for row in rows for key in row}
+        session.execute(insert(table), [{key: row.get(key) for key in columns} for row in rows])
+
+
+@event.listens_for(Session, "after_transaction_end")
+def _forget_deferred(session: Session, transaction: SessionTransaction) -> None:
+    # Only the outermost transaction's end (a rollback: a commit inserted them already); a
+    # savepoint's rollback is handled by ``discard_deferred``.
+    if transaction.parent is None:
+        session.info.pop(_DEFERRED, None)
 
 
 def create_engine(url: str, *, pool_size: int = 10) -> AsyncEngine:

@@ -15,6 +15,7 @@ from sqlalchemy import select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from loyalty_shared.db import defer_insert
 from loyalty_shared.envelope import new_event
 from loyalty_shared.errors import Conflict
 from loyalty_shared.events import POINTS_TOPIC, schema_uri
@@ -51,7 +52,6 @@ _LOCK_ACCOUNT = _insert_account.on_conflict_do_update(
     index_elements=[_accounts.c.member_id], set_={"member_id": _insert_account.excluded.member_id}
 ).returning(_accounts.c.debt, _accounts.c.tier, _accounts.c.tier_multiplier)
 _INSERT_LOT = insert(table(Lot)).returning(table(Lot).c.id)
-_INSERT_ENTRY = insert(table(LedgerEntry))
 
 
 async def lock_account(session: AsyncSession, member_id: str) -> AccountState:
@@ -160,7 +160,11 @@ async def debit_lots(session: AsyncSession, takes: Sequence[domain.Take]) -> Non
 
 
 async def append_entry(session: AsyncSession, **fields: Any) -> None:
-    await session.execute(_INSERT_ENTRY, fields)
+    """Add a ledger entry (written at commit, with the outbox: the ledger is append-only and no
+    transaction reads back its own entries). Entries record the earning rules in force unless told."""
+    if "rule_version" not in fields:
+        fields["rule_version"] = (await current_rules(session)).version
+    defer_insert(session, table(LedgerEntry), fields)
 
 
 async def current_rules(session: AsyncSession) -> domain.EarningRules:

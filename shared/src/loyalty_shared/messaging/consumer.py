@@ -36,7 +36,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.sql.dml import ReturningInsert
 
 from loyalty_shared import failpoints
-from loyalty_shared.db import KitTables
+from loyalty_shared.db import KitTables, deferred_mark, discard_deferred
 from loyalty_shared.envelope import CloudEvent, InvalidEvent, describe_validation_error, parse_event
 from loyalty_shared.events import EVENT_TYPES
 from loyalty_shared.messaging.deadletters import dead_letter_headers, dead_letter_topic
@@ -258,6 +258,7 @@ class ConsumerRunner:
         attempt = 0
         while True:
             attempt += 1
+            mark = deferred_mark(session)
             try:
                 async with session.begin_nested():
                     if not await self._record_in_inbox(session, [(record, event)]):
@@ -265,11 +266,13 @@ class ConsumerRunner:
                     await handler(session, event, data)
                 return (event.type, "processed"), None
             except PermanentEventError as exc:
+                discard_deferred(session, mark)
                 await self._ensure_database_alive(session)
                 return (event.type, "dead_lettered"), _DeadLetter(
                     record, f"{type(exc).__name__}: {exc}", attempt, event.type
                 )
             except Exception as exc:
+                discard_deferred(session, mark)
                 await self._ensure_database_alive(session, exc)
                 if attempt >= self._settings.max_attempts:
                     log.warning(

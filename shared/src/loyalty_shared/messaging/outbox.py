@@ -13,16 +13,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import logging
 import zlib
 from typing import Any
 
-from sqlalchemy import Insert, func, insert, select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from loyalty_shared import failpoints
-from loyalty_shared.db import KitTables
+from loyalty_shared.db import KitTables, defer_insert
 from loyalty_shared.envelope import CONTENT_TYPE, CloudEvent
 from loyalty_shared.observability import OUTBOX_BACKLOG, OUTBOX_PUBLISHED
 
@@ -32,8 +31,9 @@ log = logging.getLogger(__name__)
 async def add_to_outbox(session: AsyncSession, kit: KitTables, topic: str, event: CloudEvent) -> None:
     if not event.subject:
         raise ValueError("an outgoing event needs a subject (the member id, used as Kafka key)")
-    await session.execute(
-        _insert_statement(kit),
+    defer_insert(
+        session,
+        kit.outbox,
         {
             "topic": topic,
             "key": event.subject,
@@ -43,11 +43,6 @@ async def add_to_outbox(session: AsyncSession, kit: KitTables, topic: str, event
             "headers": {"content-type": CONTENT_TYPE, "ce_type": event.type},
         },
     )
-
-
-@functools.cache
-def _insert_statement(kit: KitTables) -> Insert:
-    return insert(kit.outbox)
 
 
 class OutboxRelay:
