@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from points_service.migrate import upgrade
@@ -15,7 +16,12 @@ def main(argv: list[str] | None = None) -> int:
     serve = sub.add_parser("serve", help="serve REST and consume events")
     serve.add_argument("--host", default="0.0.0.0")
     serve.add_argument("--port", type=int, default=8001)
-    serve.add_argument("--workers", type=int, default=1)
+    serve.add_argument(
+        "--workers",
+        type=int,
+        default=int(os.environ.get("LOYALTY_WORKERS", "1")),
+        help="processes; each consumes its share of the partitions (default: LOYALTY_WORKERS or 1)",
+    )
     args = parser.parse_args(argv)
     if args.command == "migrate":
         upgrade()
