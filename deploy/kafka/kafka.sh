@@ -161,6 +161,8 @@ EOF
     if [[ ! -f "$datadir/data/meta.properties" ]]; then
         local cluster_id
         cluster_id="$(head -c 16 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=\n')"
+        # An id starting with "-" would be read as an option: start it with a letter.
+        cluster_id="A${cluster_id:1}"
         "$JAVA" "${jvm[@]}" -cp "$cp" kafka.tools.StorageTool format \
             --ignore-formatted -t "$cluster_id" -c "$props" >>"$log" 2>&1 \
             || { tail -n 50 "$log" >&2; die "storage format failed"; }
