@@ -44,7 +44,7 @@ async def change_rules(session: AsyncSession, body: RulesBody, actor: str) -> Ru
     # One writer at a time: the version number is the newest plus one.
     await session.execute(select(func.pg_advisory_xact_lock(7_000_001)))
     newest = await session.scalar(select(func.max(EarningRuleSet.version)))
-    version = (newest or domain.DEFAULT_RULES.version - 1) + 1
+    version = (newest or 0) + 1
     candidate = domain.EarningRules(
         version=version,
         points_per_unit=body.points_per_unit,

@@ -69,17 +69,21 @@ class InsufficientPoints(Conflict):
 
 async def available_now(session: AsyncSession, account: AccountState, now: datetime) -> int:
     """Spendable points now (negative while a debt is outstanding)."""
+    return (await _open_lots_and_available(session, account, now))[1]
+
+
+async def _open_lots_and_available(
+    session: AsyncSession, account: AccountState, now: datetime
+) -> tuple[list[domain.Lot], int]:
     rules = await current_rules(session)
     lots = await open_lots(session, account.member_id)
-    return domain.summarize(lots, account.debt, now, rules.expiring_soon_days).available
+    return lots, domain.summarize(lots, account.debt, now, rules.expiring_soon_days).available
 
 
 async def spend(session: AsyncSession, account: AccountState, points: int, now: datetime) -> int:
     """Take ``points`` from the available lots, earliest expiry first, or refuse with 409.
     Returns what was available before."""
-    rules = await current_rules(session)
-    lots = await open_lots(session, account.member_id)
-    available = domain.summarize(lots, account.debt, now, rules.expiring_soon_days).available
+    lots, available = await _open_lots_and_available(session, account, now)
     plan = domain.plan_redemption(lots, points, now)
     if plan.shortfall or available < points:
         raise InsufficientPoints(
