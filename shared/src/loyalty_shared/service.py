@@ -25,6 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from loyalty_shared.auth import ApiKeys
+from loyalty_shared.clock import Clock, clock_router
 from loyalty_shared.db import KitTables, create_engine, session_factory
 from loyalty_shared.errors import PROBLEM_JSON, install_problem_handlers
 from loyalty_shared.messaging.consumer import ConsumerRunner, Handler
@@ -63,6 +64,7 @@ class Runtime:
     sessions: async_sessionmaker[AsyncSession]
     producer: AIOKafkaProducer
     relay: OutboxRelay
+    clock: Clock = field(default_factory=Clock)
     consumer: ConsumerRunner | None = None
     extras: dict[str, Any] = field(default_factory=dict)
 
@@ -127,7 +129,8 @@ def create_app(definition: ServiceDefinition, settings: ServiceSettings) -> Fast
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         engine = create_engine(settings.database_url, pool_size=settings.db_pool_size)
-        sessions = session_factory(engine)
+        clock = Clock(settings.settable_clock)
+        sessions = session_factory(engine, clock=clock)
         producer = await _start_producer(settings)
         prefix = settings.topic_prefix
         relay = OutboxRelay(
@@ -139,7 +142,7 @@ def create_app(definition: ServiceDefinition, settings: ServiceSettings) -> Fast
             poll_ms=settings.relay_poll_ms,
             batch_size=settings.relay_batch_size,
         )
-        rt = Runtime(definition, settings, engine, sessions, producer, relay)
+        rt = Runtime(definition, settings, engine, sessions, producer, relay, clock)
         app.state.runtime = rt
         tasks: list[asyncio.Task[None]] = []
         if settings.run_relay:
@@ -222,4 +225,6 @@ def create_app(definition: ServiceDefinition, settings: ServiceSettings) -> Fast
 
     for router in definition.routers:
         app.include_router(router)
+    if settings.settable_clock:
+        app.include_router(clock_router)
     return app

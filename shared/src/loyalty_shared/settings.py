@@ -110,6 +110,10 @@ class ServiceSettings(DatabaseSettings):
     relay_poll_ms: int = Field(default=100, ge=5)
     relay_batch_size: int = Field(default=500, ge=1)
     db_pool_size: int = Field(default=10, ge=1)
+    settable_clock: bool = Field(
+        default=False,
+        description="mount PUT /v1/clock so tests and demos can move time forward (never in production)",
+    )
 
     kafka: KafkaSettings = Field(default_factory=KafkaSettings)
     consumer: ConsumerSettings = Field(default_factory=ConsumerSettings)
@@ -118,4 +122,6 @@ class ServiceSettings(DatabaseSettings):
     def _no_open_production(self) -> ServiceSettings:
         if self.environment == "production" and not self.api_keys.get_secret_value().strip():
             raise ValueError("LOYALTY_API_KEYS must be set in production")
+        if self.environment == "production" and self.settable_clock:
+            raise ValueError("LOYALTY_SETTABLE_CLOCK is refused in production")
         return self

@@ -1,5 +1,6 @@
 """The points service's business rules: pure functions and values, no IO."""
 
+from loyalty_shared.dates import add_months
 from points_service.domain.accrual import PricedLine, accrue_points, earning_schedule
 from points_service.domain.lots import (
     Balance,
@@ -24,7 +25,6 @@ from points_service.domain.rules import (
     DEFAULT_RULES,
     DebtPolicy,
     EarningRules,
-    add_months,
     validate_rules,
 )
 

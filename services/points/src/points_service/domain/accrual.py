@@ -7,12 +7,11 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import ROUND_FLOOR, Decimal, localcontext
 
+from loyalty_shared.dates import add_months, require_aware
 from points_service.domain.rules import (
     EXACT,
     EarningRules,
-    add_months,
     require_amount,
-    require_aware,
     require_count,
     validate_rules,
 )

@@ -10,10 +10,10 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from loyalty_shared.dates import require_aware
 from points_service.domain.rules import (
     DEBT_POLICIES,
     DebtPolicy,
-    require_aware,
     require_count,
 )
 

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import calendar
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
 from decimal import Context, Decimal, DivisionByZero, Inexact, InvalidOperation, Overflow
 from types import MappingProxyType
 from typing import Literal, TypeGuard, get_args
@@ -137,32 +135,6 @@ def validate_rules(rules: EarningRules) -> list[str]:
         problems.append(f"debt_policy must be one of {', '.join(DEBT_POLICIES)}, got {rules.debt_policy!r}")
     problems += _int_problems("expiring_soon_days", rules.expiring_soon_days, 1, MAX_EXPIRING_SOON_DAYS)
     return problems
-
-
-def require_aware(moment: datetime, name: str = "moment") -> datetime:
-    """Refuse a datetime without a time zone: every instant in the ledger is unambiguous."""
-    if not isinstance(moment, datetime):
-        raise ValueError(f"{name} must be a datetime, got {type(moment).__name__}")
-    if moment.tzinfo is None or moment.utcoffset() is None:
-        raise ValueError(f"{name} must be timezone-aware (UTC), got naive {moment.isoformat()}")
-    return moment
-
-
-def add_months(moment: datetime, months: int) -> datetime:
-    """The same wall-clock time ``months`` calendar months later (earlier when negative).
-
-    A day that does not exist in the target month moves to that month's last day,
-    so 31 January plus one month is 28 or 29 February. The time zone is kept.
-    """
-    require_aware(moment, "moment")
-    if not _is_int(months):
-        raise ValueError(f"months must be a whole number, got {months!r}")
-    year, month_index = divmod(moment.year * 12 + (moment.month - 1) + months, 12)
-    if not 1 <= year <= 9999:
-        raise ValueError(f"{moment.isoformat()} plus {months} months is out of the calendar")
-    month = month_index + 1
-    day = min(moment.day, calendar.monthrange(year, month)[1])
-    return moment.replace(year=year, month=month, day=day)
 
 
 def require_amount(value: object, name: str) -> Decimal:
