@@ -7,10 +7,11 @@ import shutil
 import tempfile
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from harness import TOPICS, Infra, PointsService, migrate_template
+from harness import TOPICS, Infra, PointsService, ServiceProcess, migrate_template
 
 from loyalty_cli.embedded import EmbeddedPostgres, TansuBroker, ensure_topics, free_port
 
@@ -81,3 +82,56 @@ async def points_factory(infra: Infra, tmp_path: Path) -> AsyncIterator[ServiceF
 @pytest.fixture
 async def points(points_factory: ServiceFactory) -> PointsService:
     return await points_factory()
+
+
+@dataclass
+class Platform:
+    """Points and tiers on the same topics (one prefix), each with its own database."""
+
+    points: ServiceProcess
+    tiers: ServiceProcess
+
+    @property
+    def prefix(self) -> str:
+        return self.tiers.prefix
+
+
+PlatformFactory = Callable[..., Awaitable[ServiceProcess]]
+
+
+@pytest.fixture
+async def service_factory(infra: Infra, tmp_path: Path) -> AsyncIterator[PlatformFactory]:
+    """Make a service (``name``: points or tiers) with its own database on the topics of ``prefix``
+    (new topics when not given); started unless told not. The tiers service gets a settable clock."""
+    services: list[ServiceProcess] = []
+
+    async def make(name: str, *, prefix: str | None = None, start: bool = True, **env: str) -> ServiceProcess:
+        if prefix is None:
+            prefix = f"t{uuid.uuid4().hex[:10]}."
+            await ensure_topics(infra.bootstrap, [prefix + t for t in TOPICS], partitions=3)
+        if name == "tiers":
+            env = {"LOYALTY_SETTABLE_CLOCK": "true", **env}
+        service = ServiceProcess(
+            infra, await infra.new_database(name), prefix, tmp_path, extra_env=env, name=name
+        )
+        services.append(service)
+        if start:
+            await service.start()
+        return service
+
+    yield make
+    for service in services:
+        service.kill()
+
+
+@pytest.fixture
+async def tiers(service_factory: PlatformFactory) -> ServiceProcess:
+    return await service_factory("tiers")
+
+
+@pytest.fixture
+async def platform(service_factory: PlatformFactory) -> Platform:
+    """Tiers and points consuming the same orders; points consumes what tiers publishes."""
+    tiers = await service_factory("tiers")
+    points = await service_factory("points", prefix=tiers.prefix)
+    return Platform(points=points, tiers=tiers)

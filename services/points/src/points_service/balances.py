@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 from datetime import UTC, datetime
 from decimal import Decimal
 
@@ -10,7 +9,7 @@ from pydantic import BaseModel
 from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from loyalty_shared.errors import Problem
+from loyalty_shared.pagination import decode_cursor, encode_cursor
 from points_service import domain
 from points_service.models import LedgerEntry
 
@@ -108,25 +107,10 @@ async def ledger_page(session: AsyncSession, member_id: str, cursor: str | None,
     """Newest first; ``next_cursor`` continues after the last item of this page."""
     query = select(LedgerEntry).where(LedgerEntry.member_id == member_id)
     if cursor:
-        query = query.where(LedgerEntry.id < _decode_cursor(cursor))
+        query = query.where(LedgerEntry.id < decode_cursor("ledger", cursor))
     rows = list(await session.scalars(query.order_by(LedgerEntry.id.desc()).limit(limit + 1)))
     page = rows[:limit]
-    next_cursor = _encode_cursor(page[-1].id) if len(rows) > limit else None
+    next_cursor = encode_cursor("ledger", page[-1].id) if len(rows) > limit else None
     return LedgerPage(
         items=[LedgerItem.model_validate(r, from_attributes=True) for r in page], next_cursor=next_cursor
     )
-
-
-def _encode_cursor(entry_id: int) -> str:
-    return base64.urlsafe_b64encode(f"ledger:{entry_id}".encode()).decode().rstrip("=")
-
-
-def _decode_cursor(cursor: str) -> int:
-    try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
-        prefix, _, value = raw.partition(":")
-        if prefix != "ledger" or not 0 < int(value) < 2**63:  # a bigint id, or a DataError (500)
-            raise ValueError(prefix)
-        return int(value)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise Problem("cursor is not one this API returned", code="invalid-cursor", status=400) from exc

@@ -22,7 +22,7 @@ from loyalty_shared.events.points import (
     PointsRedeemed,
     PointsReversed,
 )
-from loyalty_shared.events.tiers import TIERS_TOPIC, TierChanged
+from loyalty_shared.events.tiers import TIERS_TOPIC, TierBenefits, TierChanged
 
 SCHEMA_VERSION = "1"
 
@@ -71,6 +71,7 @@ __all__ = [
     "PointsExpired",
     "PointsRedeemed",
     "PointsReversed",
+    "TierBenefits",
     "TierChanged",
     "schema_uri",
 ]

@@ -1,6 +1,7 @@
 """Events the tiers service publishes on ``loyalty.tiers`` (key = member id).
 
-The points service keeps a local projection of ``tier.changed`` for its tier multiplier.
+The points service keeps a local projection of ``tier.changed`` for its tier multiplier; the rewards
+service will act on the benefits (an upgrade gift on the way up).
 """
 
 from typing import Any, Literal
@@ -11,6 +12,18 @@ from loyalty_shared.events.types import MemberId
 
 TIERS_TOPIC = "loyalty.tiers"
 
+_DECIMAL = r"^\d+(\.\d{1,4})?$"
+
+
+class TierBenefits(BaseModel):
+    """What the tier gives, as in force when the change happened."""
+
+    points_multiplier: str = Field(pattern=_DECIMAL, description="decimal string, e.g. '1.25'")
+    discount_rate: str = Field(pattern=_DECIMAL, description="decimal string, 0.05 = 5 %")
+    priority_purchase: bool = False
+    service_level: str = Field(min_length=1, max_length=64)
+    upgrade_gift: str | None = Field(default=None, max_length=64)
+
 
 class TierChanged(BaseModel):
     member_id: MemberId
@@ -18,5 +31,10 @@ class TierChanged(BaseModel):
     to_tier: str
     direction: Literal["up", "down", "same"]
     reason: Literal["qualified", "evaluated", "override", "override-ended"]
-    points_multiplier: str = Field(pattern=r"^\d+(\.\d{1,4})?$", description="decimal string, e.g. '1.25'")
-    figures: dict[str, Any] = Field(default_factory=dict)
+    points_multiplier: str = Field(pattern=_DECIMAL, description="decimal string, e.g. '1.25'")
+    figures: dict[str, Any] = Field(
+        default_factory=dict,
+        description="what decided the change: qualifying spend and orders, the window, the rule, the "
+        "ladder version",
+    )
+    benefits: TierBenefits | None = None

@@ -246,7 +246,7 @@ class ConsumerRunner:
         try:
             await self._handlers[event.type](session, event, data)
         except Exception as exc:
-            await self._ensure_database_alive(session, exc)
+            await self._ensure_database_alive(exc)
             raise _HandlerFailed from exc
         return event.type, "processed"
 
@@ -267,13 +267,13 @@ class ConsumerRunner:
                 return (event.type, "processed"), None
             except PermanentEventError as exc:
                 discard_deferred(session, mark)
-                await self._ensure_database_alive(session)
+                await self._ensure_database_alive()
                 return (event.type, "dead_lettered"), _DeadLetter(
                     record, f"{type(exc).__name__}: {exc}", attempt, event.type
                 )
             except Exception as exc:
                 discard_deferred(session, mark)
-                await self._ensure_database_alive(session, exc)
+                await self._ensure_database_alive(exc)
                 if attempt >= self._settings.max_attempts:
                     log.warning(
                         "handler failed %s times; dead-lettering",
@@ -323,12 +323,16 @@ class ConsumerRunner:
         inserted = await session.execute(_inbox_insert(self._kit).values(list(rows.values())))
         return set(inserted.scalars())
 
-    async def _ensure_database_alive(self, session: AsyncSession, cause: Exception | None = None) -> None:
-        """A failure caused by a lost connection must not dead-letter a good event."""
+    async def _ensure_database_alive(self, cause: Exception | None = None) -> None:
+        """A failure caused by a lost connection must not dead-letter a good event.
+
+        The probe takes a connection of its own: the batch's transaction may be aborted by the very
+        statement that failed (an SQL error in a handler), which says nothing about the database."""
         if isinstance(cause, DBAPIError) and cause.connection_invalidated:
             raise InfrastructureError("database connection lost") from cause
         try:
-            await session.execute(select(text("1")))
+            async with self._sessions() as probe:
+                await probe.execute(select(text("1")))
         except Exception as exc:
             raise InfrastructureError("database unavailable") from exc
 

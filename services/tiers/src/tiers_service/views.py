@@ -1,0 +1,207 @@
+"""What the CRM sees: a member's tier with the figures and rule behind it, progress to the next
+tier, what keeping the tier takes at the next evaluation, and the history of changes."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from loyalty_shared.clock import now as clock_now
+from loyalty_shared.events import TierBenefits
+from loyalty_shared.pagination import decode_cursor, encode_cursor
+from tiers_service import domain
+from tiers_service.ladders import current_ladder
+from tiers_service.models import TierHistory
+from tiers_service.standings import benefits, current_figures, figures, read_standing
+
+
+class Requirement(BaseModel):
+    tier: str
+    rule: str = Field(description="the tier's qualification rule in words")
+    met: bool
+    missing_spend: str | None = Field(description="qualifying spend still missing (decimal string)")
+    missing_orders: int | None = Field(description="qualifying orders still missing")
+    qualifying_spend: str = Field(description="what counts towards it so far")
+    qualifying_orders: int
+    counted_from: datetime = Field(description="orders paid after this count")
+    deadline: datetime | None = Field(description="when it is judged (next evaluation or end of grace)")
+
+
+class OverrideView(BaseModel):
+    tier: str
+    reason: str
+    set_by: str
+    set_at: datetime
+    until: datetime | None
+
+
+class MemberTier(BaseModel):
+    member_id: str
+    known: bool = Field(description="false for a member with no order or override yet (entry tier shown)")
+    tier: str
+    rank: int
+    since: datetime | None
+    earned_tier: str = Field(description="the tier the member's figures hold; below the tier when overridden")
+    earned_since: datetime | None
+    override: OverrideView | None
+    status: Literal["secure", "at-risk", "in-grace"] = Field(
+        description="secure: the earned tier is kept at the next evaluation on the figures so far"
+    )
+    currency: str
+    window: str
+    window_start: datetime
+    qualifying_spend: str
+    qualifying_orders: int
+    next_tier: Requirement | None
+    keep: Requirement | None = Field(
+        description="what keeping the earned tier takes; none for the entry tier"
+    )
+    next_evaluation_at: datetime | None
+    grace_until: datetime | None
+    benefits: TierBenefits
+    ladder_version: int
+    explanation: str
+
+
+def requirement(
+    tier: domain.Tier, ladder: domain.Ladder, fig: domain.Figures, deadline: datetime | None
+) -> Requirement:
+    gap = domain.shortfall(tier, fig)
+    return Requirement(
+        tier=tier.name,
+        rule=tier.rule(ladder.currency),
+        met=gap.met,
+        missing_spend=None if gap.spend is None else f"{gap.spend:.2f}",
+        missing_orders=gap.orders,
+        qualifying_spend=f"{fig.spend:.2f}",
+        qualifying_orders=fig.orders,
+        counted_from=fig.start,
+        deadline=deadline,
+    )
+
+
+def _next_tier(ladder: domain.Ladder, earned: str) -> domain.Tier | None:
+    above = [t for t in ladder.qualifying_tiers if t.rank > domain.rank(ladder, earned)]
+    return above[0] if above else None
+
+
+def _gap_words(req: Requirement, currency: str) -> str:
+    parts = []
+    if req.missing_spend is not None:
+        parts.append(f"{req.missing_spend} {currency} more qualifying spend")
+    if req.missing_orders is not None:
+        parts.append(f"{req.missing_orders} more qualifying orders")
+    return " or ".join(parts) if req.rule.count(" or ") else " and ".join(parts)
+
+
+def explain(view: MemberTier) -> str:
+    """The view in words: which figures and which rule put the member here, and what comes next."""
+    c = view.currency
+    figures_words = (
+        f"{view.qualifying_spend} {c} qualifying spend and {view.qualifying_orders} qualifying orders in "
+        f"{view.window} (since {view.window_start.date().isoformat()})"
+    )
+    if not view.known:
+        text = f"No orders yet: {view.member_id} starts at {view.tier}, the entry tier."
+    elif view.override is not None and view.override.tier == view.tier and view.tier != view.earned_tier:
+        until = f" until {view.override.until.date().isoformat()}" if view.override.until else ""
+        text = (
+            f"{view.tier} by CRM override{until} ({view.override.reason}); the figures hold "
+            f"{view.earned_tier}: {figures_words}."
+        )
+    else:
+        text = f"{view.tier} on {figures_words}."
+    if view.keep is not None and view.keep.deadline is not None:
+        judged = "at the end of grace" if view.status == "in-grace" else "at the evaluation"
+        on = view.keep.deadline.date().isoformat()
+        if view.keep.met:
+            text += f" {view.earned_tier} is kept {judged} on {on}: {view.keep.rule}, met."
+        else:
+            missing = _gap_words(view.keep, c)
+            text += f" To keep {view.earned_tier} {judged} on {on} ({view.keep.rule}): {missing}."
+    if view.next_tier is not None:
+        text += f" Next: {view.next_tier.rule}; missing {_gap_words(view.next_tier, c)}."
+    return text
+
+
+async def member_tier(session: AsyncSession, member_id: str) -> MemberTier:
+    ladder = await current_ladder(session)
+    now = clock_now(session)
+    standing = await read_standing(session, member_id)
+    current = await current_figures(session, member_id, ladder, now)
+    earned = ladder.entry if standing is None else ladder.tier(standing.earned)
+    tier = earned if standing is None else ladder.tier(standing.tier)
+    keep: Requirement | None = None
+    status: Literal["secure", "at-risk", "in-grace"] = "secure"
+    if standing is not None and earned.name != ladder.entry.name:
+        if standing.grace_until is not None and standing.grace_from is not None:
+            makeup = await figures(session, member_id, ladder, standing.grace_from, None)
+            keep = requirement(earned, ladder, makeup, standing.grace_until)
+            status = "in-grace"
+        else:
+            deadline = standing.next_evaluation_at
+            staying = await figures(
+                session, member_id, ladder, domain.window_start(ladder.window, deadline), None
+            )
+            keep = requirement(earned, ladder, staying, deadline)
+            status = "secure" if keep.met else "at-risk"
+    above = _next_tier(ladder, earned.name)
+    override = None if standing is None or standing.override is None else standing.override
+    view = MemberTier(
+        member_id=member_id,
+        known=standing is not None,
+        tier=tier.name,
+        rank=tier.rank,
+        since=None if standing is None else standing.tier_since,
+        earned_tier=earned.name,
+        earned_since=None if standing is None else standing.earned_since,
+        override=None if override is None else OverrideView(**override.__dict__),
+        status=status,
+        currency=ladder.currency,
+        window=ladder.window.describe(),
+        window_start=current.start,
+        qualifying_spend=f"{current.spend:.2f}",
+        qualifying_orders=current.orders,
+        next_tier=None if above is None else requirement(above, ladder, current, None),
+        keep=keep,
+        next_evaluation_at=None if standing is None else standing.next_evaluation_at,
+        grace_until=None if standing is None else standing.grace_until,
+        benefits=benefits(ladder, tier.name),
+        ladder_version=ladder.version,
+        explanation="",
+    )
+    return view.model_copy(update={"explanation": explain(view)})
+
+
+class HistoryItem(BaseModel):
+    at: datetime
+    from_tier: str | None
+    to_tier: str
+    direction: str
+    reason: str
+    figures: dict[str, Any]
+    ladder_version: int
+    actor: str | None
+    event_id: str
+
+
+class HistoryPage(BaseModel):
+    items: list[HistoryItem]
+    next_cursor: str | None
+
+
+async def history_page(session: AsyncSession, member_id: str, cursor: str | None, limit: int) -> HistoryPage:
+    """Newest first; ``next_cursor`` continues after the last item of this page."""
+    query = select(TierHistory).where(TierHistory.member_id == member_id)
+    if cursor:
+        query = query.where(TierHistory.id < decode_cursor("tier-history", cursor))
+    rows = list(await session.scalars(query.order_by(TierHistory.id.desc()).limit(limit + 1)))
+    page = rows[:limit]
+    return HistoryPage(
+        items=[HistoryItem.model_validate(r, from_attributes=True) for r in page],
+        next_cursor=encode_cursor("tier-history", page[-1].id) if len(rows) > limit else None,
+    )
