@@ -117,7 +117,10 @@ def test_window_describe(window: Window, text: str) -> None:
         (with_tier(GOLD, name=" Gold"), "tier name ' Gold': 1-32 letters, digits, spaces, '.', '_' or '-'"),
         (with_tier(GOLD, name="Gold!"), "tier name 'Gold!': 1-32 letters, digits, spaces, '.', '_' or '-'"),
         (with_tier(GOLD, name="Gøld"), "tier name 'Gøld': 1-32 letters, digits, spaces, '.', '_' or '-'"),
-        (with_tier(GOLD, name="G" * 33), f"tier name '{'G' * 33}': 1-32 letters, digits, spaces, '.', '_' or '-'"),
+        (
+            with_tier(GOLD, name="G" * 33),
+            f"tier name '{'G' * 33}': 1-32 letters, digits, spaces, '.', '_' or '-'",
+        ),
         # ranks
         (with_tier(GOLD, rank=20), "ranks must be strictly increasing: Gold (20) comes after Silver (20)"),
         (with_tier(GOLD, rank=15), "ranks must be strictly increasing: Gold (15) comes after Silver (20)"),
@@ -135,11 +138,20 @@ def test_window_describe(window: Window, text: str) -> None:
             "exactly one entry tier (no thresholds, not invitation-only) is needed, found 2: Standard, Silver",
         ),
         # invitation-only tiers take no thresholds
-        (with_tier(AMBASSADOR, min_spend=d("5000000")), "Ambassador is invitation-only, so it takes no thresholds"),
+        (
+            with_tier(AMBASSADOR, min_spend=d("5000000")),
+            "Ambassador is invitation-only, so it takes no thresholds",
+        ),
         (with_tier(AMBASSADOR, min_orders=500), "Ambassador is invitation-only, so it takes no thresholds"),
         # min_spend
-        (with_tier(SILVER, min_spend=d("0")), "Silver min_spend must be an amount above 0 with at most 2 decimals"),
-        (with_tier(SILVER, min_spend=d("-1")), "Silver min_spend must be an amount above 0 with at most 2 decimals"),
+        (
+            with_tier(SILVER, min_spend=d("0")),
+            "Silver min_spend must be an amount above 0 with at most 2 decimals",
+        ),
+        (
+            with_tier(SILVER, min_spend=d("-1")),
+            "Silver min_spend must be an amount above 0 with at most 2 decimals",
+        ),
         (
             with_tier(SILVER, min_spend=d("49999.999")),
             "Silver min_spend must be an amount above 0 with at most 2 decimals",
@@ -171,8 +183,14 @@ def test_window_describe(window: Window, text: str) -> None:
             "thresholds must be strictly increasing: Platinum min_orders 60 is not above Gold's 60",
         ),
         # benefits
-        (with_benefits(SILVER, points_multiplier=d("0")), "Silver points_multiplier must be above 0 and at most 100"),
-        (with_benefits(SILVER, points_multiplier=d("-1")), "Silver points_multiplier must be above 0 and at most 100"),
+        (
+            with_benefits(SILVER, points_multiplier=d("0")),
+            "Silver points_multiplier must be above 0 and at most 100",
+        ),
+        (
+            with_benefits(SILVER, points_multiplier=d("-1")),
+            "Silver points_multiplier must be above 0 and at most 100",
+        ),
         (
             with_benefits(SILVER, points_multiplier=d("100.0001")),
             "Silver points_multiplier must be above 0 and at most 100",
@@ -181,7 +199,10 @@ def test_window_describe(window: Window, text: str) -> None:
             with_benefits(SILVER, points_multiplier=d("NaN")),
             "Silver points_multiplier must be above 0 and at most 100",
         ),
-        (with_benefits(SILVER, points_multiplier=d("1.23456")), "Silver points_multiplier takes at most 4 decimals"),
+        (
+            with_benefits(SILVER, points_multiplier=d("1.23456")),
+            "Silver points_multiplier takes at most 4 decimals",
+        ),
         *[
             (
                 with_benefits(SILVER, discount_rate=d(rate)),
@@ -289,7 +310,9 @@ def test_invitation_only_tiers_are_skipped_in_the_threshold_order() -> None:
     partner = Tier("Partner", 25, min_spend=d("100"), min_orders=1, invitation_only=True)
     tiers = list(DEFAULT_LADDER.tiers)
     tiers.insert(GOLD, partner)
-    assert validate_ladder(ladder(tiers=tuple(tiers))) == ["Partner is invitation-only, so it takes no thresholds"]
+    assert validate_ladder(ladder(tiers=tuple(tiers))) == [
+        "Partner is invitation-only, so it takes no thresholds"
+    ]
     tiers[GOLD + 1] = replace(tiers[GOLD + 1], min_spend=d("40000"))
     assert validate_ladder(ladder(tiers=tuple(tiers))) == [
         "Partner is invitation-only, so it takes no thresholds",
@@ -327,8 +350,12 @@ def test_a_ladder_without_tiers() -> None:
 
 
 def test_a_name_used_three_times_is_reported_once() -> None:
-    tiers = (Tier("Standard", 10), Tier("Gold", 20, min_orders=5), Tier("Gold", 30, min_orders=10))
-    tiers += (Tier("Gold", 40, min_orders=15),)
+    tiers = (
+        Tier("Standard", 10),
+        Tier("Gold", 20, min_orders=5),
+        Tier("Gold", 30, min_orders=10),
+        Tier("Gold", 40, min_orders=15),
+    )
     assert validate_ladder(ladder(tiers=tiers)) == ["tier name 'Gold' is used twice"]
 
 
@@ -542,7 +569,11 @@ def test_other_malformed_values_raise_value_error_too(document: dict[str, Any]) 
     ("tier", "currency", "text"),
     [
         (DEFAULT_LADDER.tiers[STANDARD], "EUR", "Standard: the entry tier, no threshold"),
-        (DEFAULT_LADDER.tiers[SILVER], "EUR", "Silver: 50000.00 EUR qualifying spend or 24 qualifying orders"),
+        (
+            DEFAULT_LADDER.tiers[SILVER],
+            "EUR",
+            "Silver: 50000.00 EUR qualifying spend or 24 qualifying orders",
+        ),
         (DEFAULT_LADDER.tiers[GOLD], "EUR", "Gold: 200000.00 EUR qualifying spend or 60 qualifying orders"),
         (DEFAULT_LADDER.tiers[PLATINUM], "EUR", "Platinum: 1000000.00 EUR qualifying spend"),
         (DEFAULT_LADDER.tiers[AMBASSADOR], "EUR", "Ambassador: by invitation only"),
@@ -560,3 +591,27 @@ def test_other_malformed_values_raise_value_error_too(document: dict[str, Any]) 
 )
 def test_rule_texts(tier: Tier, currency: str, text: str) -> None:
     assert tier.rule(currency) == text
+
+
+# --- regressions ---------------------------------------------------------------------------------
+
+
+def test_a_tier_name_with_a_trailing_newline_is_refused() -> None:
+    assert validate_ladder(with_tier(SILVER, name="Silver\n")) == [
+        "tier name 'Silver\\n': 1-32 letters, digits, spaces, '.', '_' or '-'"
+    ]
+
+
+def test_a_nan_threshold_is_reported_not_raised() -> None:
+    assert validate_ladder(with_tier(GOLD, min_spend=d("NaN"))) == [
+        "Gold min_spend must be an amount above 0 with at most 2 decimals"
+    ]
+
+
+@pytest.mark.parametrize("spend", ["50000.000", "50000.0000", "50000.10"])
+def test_trailing_zeros_are_not_decimals(spend: str) -> None:
+    assert validate_ladder(with_tier(SILVER, min_spend=d(spend))) == []
+
+
+def test_a_padded_multiplier_is_valid() -> None:
+    assert validate_ladder(with_benefits(GOLD, points_multiplier=d("1.500000"))) == []

@@ -157,7 +157,11 @@ def test_period_end_evaluation_points_follow_each_other() -> None:
     for _ in range(14):
         point = next_evaluation(evaluation, JOINED, point)
         points.append(point)
-    assert points == [utc(2024, m, 1) for m in range(2, 13)] + [utc(2025, 1, 1), utc(2025, 2, 1), utc(2025, 3, 1)]
+    assert points == [utc(2024, m, 1) for m in range(2, 13)] + [
+        utc(2025, 1, 1),
+        utc(2025, 2, 1),
+        utc(2025, 3, 1),
+    ]
 
 
 # --- next_evaluation: anniversary -------------------------------------------------------------
@@ -197,8 +201,19 @@ def test_next_anniversary(joined: datetime, after: datetime, expected: datetime)
 
 def test_anniversary_ignores_the_period() -> None:
     for period in ("year", "quarter", "month"):
-        evaluation = Evaluation("anniversary", period)  # type: ignore[arg-type]
+        evaluation = Evaluation("anniversary", period)
         assert next_evaluation(evaluation, JOINED, utc(2024, 6, 1)) == utc(2025, 3, 10, 9)
+
+
+def test_next_anniversary_compares_instants_across_time_zones() -> None:
+    joined = utc(2020, 12, 31, 20)
+    # New Year in UTC+14 is still 2023 in UTC, before that day's anniversary
+    after = datetime(2024, 1, 1, 0, 30, tzinfo=timezone(timedelta(hours=14)))  # 2023-12-31 10:30 UTC
+    assert next_evaluation(ANNIVERSARY, joined, after) == utc(2023, 12, 31, 20)
+    # New Year's Eve in UTC-10 is already past 2024's anniversary in UTC
+    joined = utc(2020, 1, 1, 3)
+    after = datetime(2023, 12, 31, 20, 0, tzinfo=timezone(timedelta(hours=-10)))  # 2024-01-01 06:00 UTC
+    assert next_evaluation(ANNIVERSARY, joined, after) == utc(2025, 1, 1, 3)
 
 
 def test_next_anniversary_matches_a_brute_force_search_day_by_day() -> None:

@@ -58,7 +58,9 @@ EVAL_START = utc(2024, 1, 1)  # the rolling 12-month window that ends at EVAL
 GRACE_END = utc(2025, 1, 31)  # EVAL + 30 days
 
 
-def figures(spend: str | int = "0", orders: int = 0, start: datetime = START, end: datetime | None = None) -> Figures:
+def figures(
+    spend: str | int = "0", orders: int = 0, start: datetime = START, end: datetime | None = None
+) -> Figures:
     return Figures(Decimal(spend), orders, start, end)
 
 
@@ -247,7 +249,12 @@ def test_join_at_the_entry_tier() -> None:
 
 def test_join_directly_at_a_higher_tier() -> None:
     standing, change = join(LADDER, "m-2", figures("250000", 3), NOW, joined_at=JOINED)
-    assert (standing.tier, standing.earned, standing.tier_since, standing.earned_since) == ("Gold", "Gold", NOW, NOW)
+    assert (standing.tier, standing.earned, standing.tier_since, standing.earned_since) == (
+        "Gold",
+        "Gold",
+        NOW,
+        NOW,
+    )
     assert standing.joined_at == JOINED
     assert summary(change) == (None, "Gold", "up", "qualified", NOW)
     assert change is not None
@@ -309,7 +316,12 @@ def test_an_order_promotes_skipping_tiers() -> None:
 def test_a_promotion_clears_grace() -> None:
     before = in_grace("Silver")
     standing, change = on_order(LADDER, before, figures("200000"), NOW)
-    assert (standing.earned, standing.tier, standing.grace_until, standing.grace_from) == ("Gold", "Gold", None, None)
+    assert (standing.earned, standing.tier, standing.grace_until, standing.grace_from) == (
+        "Gold",
+        "Gold",
+        None,
+        None,
+    )
     assert summary(change) == ("Silver", "Gold", "up", "qualified", NOW)
 
 
@@ -353,14 +365,18 @@ def test_a_makeup_outside_grace_is_ignored() -> None:
 
 
 def test_nothing_is_due_before_its_time() -> None:
-    standing = in_grace("Gold", override=override("Platinum", until=utc(2025, 1, 10)), next_evaluation_at=EVAL)
+    standing = in_grace(
+        "Gold", override=override("Platinum", until=utc(2025, 1, 10)), next_evaluation_at=EVAL
+    )
     assert due(standing, EVAL - TICK) is None
     assert due(standing, EVAL) == Due("evaluation", EVAL)
     assert due(standing, utc(2025, 12, 31)) == Due("evaluation", EVAL)  # the earliest first
 
 
 def test_the_earliest_step_comes_first() -> None:
-    standing = in_grace("Gold", next_evaluation_at=utc(2025, 2, 1), override=override("Gold", utc(2025, 3, 1)))
+    standing = in_grace(
+        "Gold", next_evaluation_at=utc(2025, 2, 1), override=override("Gold", utc(2025, 3, 1))
+    )
     assert due(standing, utc(2025, 6, 1)) == Due("grace-end", GRACE_END)
     standing = replace(standing, grace_until=None, grace_from=None)
     assert due(standing, utc(2025, 6, 1)) == Due("evaluation", utc(2025, 2, 1))
@@ -392,7 +408,10 @@ def test_due_windows() -> None:
     standing = member(override=override("Gold", until))
     assert due_window(LADDER, standing, Due("override-end", until)) == (utc(2023, 9, 1), until)
     quarterly = replace(LADDER, window=Window("calendar-quarter"))
-    assert due_window(quarterly, member(), Due("evaluation", utc(2024, 7, 1))) == (utc(2024, 4, 1), utc(2024, 7, 1))
+    assert due_window(quarterly, member(), Due("evaluation", utc(2024, 7, 1))) == (
+        utc(2024, 4, 1),
+        utc(2024, 7, 1),
+    )
 
 
 # --- apply_due: evaluation --------------------------------------------------------------------
@@ -511,7 +530,11 @@ def test_an_evaluation_during_grace_that_meets_the_tier_clears_it() -> None:
     after = apply_due(MONTHLY, before, Due("evaluation", at), figures("200000", 1, utc(2023, 7, 1), at))
     assert after == (
         replace(
-            before, last_evaluation_at=at, next_evaluation_at=utc(2024, 8, 1), grace_until=None, grace_from=None
+            before,
+            last_evaluation_at=at,
+            next_evaluation_at=utc(2024, 8, 1),
+            grace_until=None,
+            grace_from=None,
         ),
         None,
     )
@@ -521,7 +544,9 @@ def test_an_anniversary_evaluation_moves_to_the_next_anniversary() -> None:
     ladder = replace(LADDER, evaluation=Evaluation("anniversary"))
     at = utc(2025, 3, 10, 9)
     before = member("Gold", next_evaluation_at=at)
-    standing, change = apply_due(ladder, before, Due("evaluation", at), figures("200000", 0, utc(2024, 3, 10, 9), at))
+    standing, change = apply_due(
+        ladder, before, Due("evaluation", at), figures("200000", 0, utc(2024, 3, 10, 9), at)
+    )
     assert (standing.last_evaluation_at, standing.next_evaluation_at) == (at, utc(2026, 3, 10, 9))
     assert change is None
 
@@ -589,7 +614,9 @@ def test_grace_end_below_the_tier_demotes_one_tier_by_default() -> None:
     ],
 )
 def test_grace_end_demotion_steps(steps: int, earned: str, spend: str, expected: str) -> None:
-    standing, change = apply_due(with_steps(steps), in_grace(earned), Due("grace-end", GRACE_END), grace_figures(spend))
+    standing, change = apply_due(
+        with_steps(steps), in_grace(earned), Due("grace-end", GRACE_END), grace_figures(spend)
+    )
     assert (standing.tier, standing.earned) == (expected, expected)
     assert summary(change) == (earned, expected, "down", "evaluated", GRACE_END)
 
@@ -632,9 +659,11 @@ def tally(orders: Orders, start: datetime, end: datetime | None) -> Figures:
     return Figures(sum(paid, Decimal("0")), len(paid), start, end)
 
 
-def run_due(ladder: Ladder, standing: Standing, orders: Orders, now: datetime) -> tuple[Standing, list[Change]]:
+def run_due(
+    ladder: Ladder, standing: Standing, orders: Orders, now: datetime
+) -> tuple[Standing, list[Change]]:
     """What the scheduler does: every step due by ``now``, in time order, on its own window."""
-    changes = []
+    changes: list[Change] = []
     for _ in range(50):
         step = due(standing, now)
         if step is None:
@@ -737,7 +766,7 @@ def test_scenario_catching_up_runs_the_steps_in_time_order() -> None:
     assert (standing.grace_until, standing.grace_from) == (None, None)
     # another year on: 2027-01-01 finds nothing in the window, grace, then Standard at 2027-01-31
     later, more = run_due(LADDER, standing, orders, utc(2027, 6, 1))
-    assert more and [summary(c) for c in more] == [("Silver", "Standard", "down", "evaluated", utc(2027, 1, 31))]
+    assert [summary(c) for c in more] == [("Silver", "Standard", "down", "evaluated", utc(2027, 1, 31))]
     assert later.tier == "Standard"
     assert run_due(LADDER, later, orders, utc(2027, 6, 1)) == (later, [])
 
@@ -809,7 +838,9 @@ def test_under_an_override_a_promotion_above_it_is_published() -> None:
 def test_under_an_override_a_demotion_of_the_earned_tier_publishes_nothing() -> None:
     before = in_grace("Gold", tier="Platinum", override=override("Platinum"))
     standing, change = apply_due(LADDER, before, Due("grace-end", GRACE_END), grace_figures())
-    assert standing == replace(before, earned="Silver", earned_since=GRACE_END, grace_until=None, grace_from=None)
+    assert standing == replace(
+        before, earned="Silver", earned_since=GRACE_END, grace_until=None, grace_from=None
+    )
     assert change is None
 
 
@@ -860,7 +891,12 @@ def test_ending_an_override_promotes_when_the_figures_qualify_higher() -> None:
 def test_ending_an_override_promotion_under_it_clears_grace() -> None:
     before = in_grace("Silver", tier="Platinum", override=override("Platinum"))
     standing, change = end_override(LADDER, before, figures("200000"), NOW)
-    assert (standing.tier, standing.earned, standing.grace_until, standing.grace_from) == ("Gold", "Gold", None, None)
+    assert (standing.tier, standing.earned, standing.grace_until, standing.grace_from) == (
+        "Gold",
+        "Gold",
+        None,
+        None,
+    )
     assert summary(change) == ("Platinum", "Gold", "down", "override-ended", NOW)
 
 
@@ -895,4 +931,20 @@ def test_an_override_ending_at_an_evaluation_runs_first() -> None:
     standing, changes = run_due(LADDER, before, orders, EVAL)
     assert [summary(c) for c in changes] == [("Platinum", "Gold", "down", "override-ended", EVAL)]
     assert (standing.tier, standing.earned, standing.override) == ("Gold", "Gold", None)
-    assert (standing.grace_until, standing.grace_from, standing.last_evaluation_at) == (GRACE_END, EVAL_START, EVAL)
+    assert (standing.grace_until, standing.grace_from, standing.last_evaluation_at) == (
+        GRACE_END,
+        EVAL_START,
+        EVAL,
+    )
+
+
+def test_grace_end_below_on_one_threshold_but_above_on_another_promotes() -> None:
+    # Silver on spend only, Gold on orders only: a Silver member in grace with no spend but 60 orders.
+    tiers = list(LADDER.tiers)
+    tiers[1] = replace(tiers[1], min_orders=None)
+    tiers[2] = replace(tiers[2], min_spend=None)
+    odd = replace(LADDER, tiers=tuple(tiers))
+    standing, change = apply_due(odd, in_grace("Silver"), Due("grace-end", GRACE_END), grace_figures("0", 60))
+    assert (standing.earned, standing.grace_until, standing.grace_from) == ("Gold", None, None)
+    assert summary(change) == ("Silver", "Gold", "up", "evaluated", GRACE_END)
+    assert change is not None and change.figures["outcome"] == "qualifies higher at the end of grace"

@@ -12,6 +12,7 @@ from loyalty_shared.events import OrderPaid, PointsEarned
 from points_service import domain
 from points_service.ledger import add_lot, append_entry, current_rules, lock_account, publish
 from points_service.models import Order, table
+from points_service.tiers import tier_at
 
 log = logging.getLogger(__name__)
 
@@ -22,15 +23,16 @@ _INSERT_ORDER = (
 
 
 async def earn_for_order(session: AsyncSession, event: CloudEvent, order: OrderPaid) -> None:
-    """Accrue an order's points at the rules and tier in force now; pending until the return
-    window ends; a debt from earlier reversals is paid first."""
+    """Accrue an order's points at the rules in force now and the tier in force when it was paid;
+    pending until the return window ends; a debt from earlier reversals is paid first."""
     account = await lock_account(session, order.member_id)
     rules = await current_rules(session)
+    tier, multiplier = await tier_at(session, account, event.time)
     points = domain.accrue_points(
         order.amount,
         [domain.PricedLine(line.category, line.quantity, line.unit_price) for line in order.lines],
         rules,
-        account.tier_multiplier,
+        multiplier,
     )
     available_at, expires_at = domain.earning_schedule(event.time, rules)
     created = await session.execute(
@@ -42,7 +44,7 @@ async def earn_for_order(session: AsyncSession, event: CloudEvent, order: OrderP
             "amount": order.amount,
             "points_earned": points,
             "rule_version": rules.version,
-            "tier_multiplier": account.tier_multiplier,
+            "tier_multiplier": multiplier,
             "paid_at": event.time,
         },
     )
@@ -64,7 +66,7 @@ async def earn_for_order(session: AsyncSession, event: CloudEvent, order: OrderP
         member_id=order.member_id,
         entry_type="earn",
         points=points,
-        reason=_earn_reason(rules.version, account.tier, repaid),
+        reason=_earn_reason(rules.version, tier, repaid),
         order_id=order.order_id,
         lot_id=lot_id,
         rule_version=rules.version,
@@ -78,8 +80,8 @@ async def earn_for_order(session: AsyncSession, event: CloudEvent, order: OrderP
             order_id=order.order_id,
             points=points,
             rule_version=rules.version,
-            tier=account.tier,
-            tier_multiplier=str(account.tier_multiplier),
+            tier=tier,
+            tier_multiplier=str(multiplier),
             available_at=available_at,
             expires_at=expires_at,
             debt_repaid=repaid,

@@ -42,6 +42,7 @@ class AccountState:
     debt: int
     tier: str | None
     tier_multiplier: Decimal
+    tier_effective_at: datetime | None = None
 
 
 # Statements on the hot path are built once (Core, bound at execution): building and compiling an
@@ -50,7 +51,7 @@ _accounts = table(Account)
 _insert_account = insert(_accounts)
 _LOCK_ACCOUNT = _insert_account.on_conflict_do_update(
     index_elements=[_accounts.c.member_id], set_={"member_id": _insert_account.excluded.member_id}
-).returning(_accounts.c.debt, _accounts.c.tier, _accounts.c.tier_multiplier)
+).returning(_accounts.c.debt, _accounts.c.tier, _accounts.c.tier_multiplier, _accounts.c.tier_effective_at)
 _INSERT_LOT = insert(table(Lot)).returning(table(Lot).c.id)
 
 
@@ -60,7 +61,7 @@ async def lock_account(session: AsyncSession, member_id: str) -> AccountState:
     Every change of a member's points takes this lock first, so concurrent changes queue up, and
     the member's outbox rows are written in commit order."""
     row = (await session.execute(_LOCK_ACCOUNT, {"member_id": member_id})).one()
-    return AccountState(member_id, row.debt, row.tier, row.tier_multiplier)
+    return AccountState(member_id, row.debt, row.tier, row.tier_multiplier, row.tier_effective_at)
 
 
 class InsufficientPoints(Conflict):

@@ -55,7 +55,8 @@ class Account(Base):
     debt: Mapped[int] = mapped_column(BigInteger, server_default=text("0"))
     tier: Mapped[str | None] = mapped_column(String(64))
     tier_multiplier: Mapped[Decimal] = mapped_column(Numeric(8, 4), server_default=text("1"))
-    tier_changed_at: Mapped[datetime | None] = mapped_column(Timestamp)
+    tier_changed_at: Mapped[datetime | None] = mapped_column(Timestamp)  # the newest change's event time
+    tier_effective_at: Mapped[datetime | None] = mapped_column(Timestamp)  # orders paid after earn at it
     created_at: Mapped[datetime] = mapped_column(Timestamp, server_default=func.now())
     __table_args__ = (CheckConstraint("debt >= 0", name="debt_not_negative"),)
 
@@ -180,6 +181,17 @@ class EarningRuleSet(Base):
     expiring_soon_days: Mapped[int] = mapped_column(Integer)
     created_by: Mapped[str] = mapped_column(String(128))
     created_at: Mapped[datetime] = mapped_column(Timestamp, server_default=func.now())
+
+
+class TierPeriod(Base):
+    """The member's tier multiplier from ``effective_at`` on: an order earns at the period its payment
+    falls in, whichever order the tier and order events arrive in."""
+
+    __tablename__ = "tier_periods"
+    member_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    effective_at: Mapped[datetime] = mapped_column(Timestamp, primary_key=True)
+    tier: Mapped[str] = mapped_column(String(64))
+    tier_multiplier: Mapped[Decimal] = mapped_column(Numeric(8, 4))
 
 
 class PartnerMember(Base):

@@ -57,7 +57,7 @@ async def evaluate_member(
         )
         _count(tally, ladder, step, standing, result)
         if change is not None:
-            await record_change(session, ladder, member_id, change)
+            await record_change(session, ladder, member_id, change, before=standing)
         standing = result
     if standing != original:
         await save_standing(session, standing)

@@ -64,6 +64,7 @@ async def qualify_order(session: AsyncSession, event: CloudEvent, order: OrderPa
         log.info("order %s already counted; event %s ignored", order.order_id, event.id)
         return
     current = await current_figures(session, order.member_id, ladder, now)
+    before = standing
     if standing is None:
         standing, change = domain.join(ladder, order.member_id, current, now, joined_at=min(event.time, now))
         if not await create_standing(session, standing):
@@ -77,7 +78,8 @@ async def qualify_order(session: AsyncSession, event: CloudEvent, order: OrderPa
             await save_standing(session, updated)
     if change is not None:
         change = _with_order(change, order.order_id)
-        await record_change(session, ladder, order.member_id, change)
+        paid_at = min(event.time, now)
+        await record_change(session, ladder, order.member_id, change, before=before, paid_at=paid_at)
 
 
 def _with_order(change: domain.Change, order_id: str) -> domain.Change:

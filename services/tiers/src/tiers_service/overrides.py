@@ -45,7 +45,7 @@ async def _standing_for(
         assert standing is not None
         return standing
     if change is not None:
-        await record_change(session, ladder, member_id, change)
+        await record_change(session, ladder, member_id, change, before=None)
     return created
 
 
@@ -70,7 +70,7 @@ async def put_override(
     updated, change = domain.set_override(ladder, standing, override, now)
     await save_standing(session, updated)
     if change is not None:
-        await record_change(session, ladder, member_id, change, actor=actor)
+        await record_change(session, ladder, member_id, change, before=standing, actor=actor)
     return updated
 
 
@@ -84,5 +84,5 @@ async def delete_override(session: AsyncSession, member_id: str, actor: str) -> 
     updated, change = domain.end_override(ladder, standing, figures, now)
     await save_standing(session, updated)
     if change is not None:
-        await record_change(session, ladder, member_id, change, actor=actor)
+        await record_change(session, ladder, member_id, change, before=standing, actor=actor)
     return updated

@@ -141,11 +141,21 @@ async def record_change(
     ladder: domain.Ladder,
     member_id: str,
     change: domain.Change,
+    *,
+    before: domain.Standing | None,
     actor: str | None = None,
+    paid_at: datetime | None = None,
 ) -> None:
-    """The tier in force changed: a history row and ``tier.changed``, both written at commit."""
+    """The tier in force changed: a history row and ``tier.changed``, both written at commit.
+
+    The change applies to orders paid after ``effective_at``: a promoting order's own payment time
+    (so that order earns at the old tier, whatever order the points service sees events in), else
+    the change's time; never before the previous change, so a member's changes stay in sequence."""
+    effective_at = paid_at or change.at
+    if before is not None:
+        effective_at = max(effective_at, before.tier_since)
     in_force = benefits(ladder, change.to_tier)
-    figures_doc = {**change.figures, "effective_at": change.at.isoformat()}
+    figures_doc = {**change.figures, "effective_at": effective_at.isoformat()}
     event = new_event(
         "tier.changed",
         SOURCE,
@@ -159,6 +169,7 @@ async def record_change(
             points_multiplier=in_force.points_multiplier,
             figures=figures_doc,
             benefits=in_force,
+            effective_at=effective_at,
         ),
         # The event's time orders changes for consumers (the points projection keeps the newest):
         # the time it is decided, even when it settles a step that was due earlier.

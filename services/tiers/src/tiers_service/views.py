@@ -101,8 +101,9 @@ def _gap_words(req: Requirement, currency: str) -> str:
 def explain(view: MemberTier) -> str:
     """The view in words: which figures and which rule put the member here, and what comes next."""
     c = view.currency
+    orders = f"{view.qualifying_orders} qualifying order" + ("" if view.qualifying_orders == 1 else "s")
     figures_words = (
-        f"{view.qualifying_spend} {c} qualifying spend and {view.qualifying_orders} qualifying orders in "
+        f"{view.qualifying_spend} {c} qualifying spend and {orders} in "
         f"{view.window} (since {view.window_start.date().isoformat()})"
     )
     if not view.known:

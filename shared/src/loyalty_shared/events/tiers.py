@@ -6,7 +6,7 @@ service will act on the benefits (an upgrade gift on the way up).
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import AwareDatetime, BaseModel, Field
 
 from loyalty_shared.events.types import MemberId
 
@@ -38,3 +38,8 @@ class TierChanged(BaseModel):
         "ladder version",
     )
     benefits: TierBenefits | None = None
+    effective_at: AwareDatetime | None = Field(
+        default=None,
+        description="orders paid after this instant earn at the new tier (the promoting order itself "
+        "earns at the old one); the event's time when absent",
+    )

@@ -155,7 +155,8 @@ DEFAULT_LADDER = Ladder(
 
 
 def _decimal_places(value: Decimal) -> int:
-    exponent = value.as_tuple().exponent
+    """Significant decimals: "50000.000" has none."""
+    exponent = value.normalize().as_tuple().exponent
     return -exponent if isinstance(exponent, int) and exponent < 0 else 0
 
 
@@ -171,7 +172,7 @@ def validate_ladder(ladder: Ladder) -> list[str]:
     for name in sorted({n for n in names if names.count(n) > 1}):
         problems.append(f"tier name {name!r} is used twice")
     for tier in tiers:
-        if not _NAME.match(tier.name):
+        if not _NAME.fullmatch(tier.name):
             problems.append(f"tier name {tier.name!r}: 1-32 letters, digits, spaces, '.', '_' or '-'")
     for lower, higher in pairwise(tiers):
         if higher.rank <= lower.rank:
@@ -193,8 +194,8 @@ def validate_ladder(ladder: Ladder) -> list[str]:
         previous: Tier | None = None
         for tier in ladder.qualifying_tiers:
             value = getattr(tier, attribute)
-            if value is None:
-                continue
+            if value is None or (isinstance(value, Decimal) and not value.is_finite()):
+                continue  # a non-finite amount is reported with the tier
             if previous is not None and value <= getattr(previous, attribute):
                 problems.append(
                     f"thresholds must be strictly increasing: {tier.name} {label} {value} is not above "

@@ -266,6 +266,11 @@ def apply_due(ladder: Ladder, standing: Standing, step: Due, figures: Figures) -
         cleared = replace(standing, grace_until=None, grace_from=None)
         if meets(earned, figures):
             return cleared, None
+        if qualified.rank > earned.rank:  # below the tier on one threshold, above it on another
+            promoted = replace(cleared, earned=qualified.name, earned_since=at)
+            outcome = "qualifies higher at the end of grace"
+            facts = describe_figures(ladder, figures, qualified, outcome=outcome)
+            return _settle(ladder, standing, promoted, at, "evaluated", facts)
         target = demotion_target(ladder, earned.name, qualified)
         demoted = replace(cleared, earned=target.name, earned_since=at)
         facts = describe_figures(
