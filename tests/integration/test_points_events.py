@@ -81,6 +81,47 @@ async def test_tier_change_applies_to_orders_processed_after_it(points: PointsSe
     assert balance["tier"] == "Gold"
 
 
+async def test_an_order_earns_at_the_tier_in_force_when_it_was_paid_whatever_arrives_first(
+    points: PointsService,
+) -> None:
+    """tiers says a promotion applies after the promoting order's payment: an order paid up to then
+    earns at the old tier even when points sees the promotion first (a backlog, one mixed batch)."""
+    member = unique("M")
+    promoted_at = datetime.now(UTC) - timedelta(minutes=10)
+    gold = TierChanged(
+        member_id=member,
+        from_tier="Standard",
+        to_tier="Gold",
+        direction="up",
+        reason="qualified",
+        points_multiplier="1.5",
+        effective_at=promoted_at,
+    )
+    await publish(
+        points.infra,
+        points.prefix + "loyalty.tiers",
+        [new_event("tier.changed", "urn:loyalty:tiers", member, gold)],
+    )
+    await eventually(lambda: _tier_is(points, member, "Gold"), what="tier projected")
+    before, at, after = unique("O"), unique("O"), unique("O")
+    await publish(
+        points.infra,
+        points.prefix + "orders",
+        [
+            paid(member, before, "100.00", time=promoted_at - timedelta(days=3)),
+            paid(member, at, "100.00", time=promoted_at),  # the promoting order itself
+            paid(member, after, "100.00", time=promoted_at + timedelta(seconds=1)),
+        ],
+    )
+    await eventually(lambda: _available_is(points, member, 350), what="100 + 100 at 1x, 150 at 1.5x")
+    rows = await points.scalar(
+        "SELECT array_agg(points_earned::text || '@' || tier_multiplier::text ORDER BY points_earned) "
+        "FROM orders WHERE member_id = $1",
+        member,
+    )
+    assert list(rows) == ["100@1.0000", "100@1.0000", "150@1.5000"]
+
+
 async def _reversed_is(points: PointsService, order: str, n: int) -> bool:
     return await points.scalar("SELECT points_reversed FROM orders WHERE order_id = $1", order) == n
 
