@@ -61,22 +61,13 @@ ServiceFactory = Callable[..., Awaitable[PointsService]]
 
 
 @pytest.fixture
-async def points_factory(infra: Infra, tmp_path: Path) -> AsyncIterator[ServiceFactory]:
+async def points_factory(service_factory: PlatformFactory) -> ServiceFactory:
     """Make a points service with its own database and its own topics; started unless told not."""
-    services: list[PointsService] = []
 
     async def make(*, start: bool = True, **env: str) -> PointsService:
-        prefix = f"t{uuid.uuid4().hex[:10]}."
-        await ensure_topics(infra.bootstrap, [prefix + t for t in TOPICS], partitions=3)
-        service = PointsService(infra, await infra.new_database(), prefix, tmp_path, extra_env=env)
-        services.append(service)
-        if start:
-            await service.start()
-        return service
+        return await service_factory("points", start=start, **env)
 
-    yield make
-    for service in services:
-        service.kill()
+    return make
 
 
 @pytest.fixture

@@ -7,7 +7,7 @@ and outbox live in the service's own database, under the service's own Alembic h
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import (
     BigInteger,
@@ -31,7 +31,7 @@ from sqlalchemy.ext.asyncio import (
     async_sessionmaker,
     create_async_engine,
 )
-from sqlalchemy.orm import Session, SessionTransaction
+from sqlalchemy.orm import DeclarativeBase, Session, SessionTransaction
 
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
@@ -137,3 +137,8 @@ def create_engine(url: str, *, pool_size: int = 10) -> AsyncEngine:
 def session_factory(engine: AsyncEngine, **info: Any) -> async_sessionmaker[AsyncSession]:
     """Sessions that carry ``info`` (e.g. the service's clock, see ``loyalty_shared.clock.now``)."""
     return async_sessionmaker(engine, expire_on_commit=False, info=info)
+
+
+def table(model: type[DeclarativeBase]) -> Table:
+    """A model's Core table, for statements built once and bound at execution."""
+    return cast(Table, model.__table__)

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from decimal import Decimal
-from typing import Any, cast
+from typing import Any
 
 from sqlalchemy import (
     BigInteger,
@@ -20,7 +20,6 @@ from sqlalchemy import (
     Integer,
     Numeric,
     String,
-    Table,
     Text,
     UniqueConstraint,
     func,
@@ -30,6 +29,7 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from loyalty_shared.db import kit_tables, new_metadata
+from loyalty_shared.db import table as table  # re-exported: the modules build statements from it
 
 metadata = new_metadata()
 kit = kit_tables(metadata)
@@ -40,11 +40,6 @@ Timestamp = DateTime(timezone=True)
 
 class Base(DeclarativeBase):
     metadata = metadata
-
-
-def table(model: type[Base]) -> Table:
-    """A model's Core table, for statements built once and bound at execution."""
-    return cast(Table, model.__table__)
 
 
 class Account(Base):
