@@ -11,6 +11,7 @@ another PostgreSQL server.
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import subprocess
@@ -19,6 +20,7 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -365,3 +367,53 @@ async def eventually(
 
 def unique(prefix: str) -> str:
     return f"{prefix}-{uuid.uuid4().hex[:8]}"
+
+
+# --- tiers helpers (the tiers tests) --------------------------------------------------------------
+
+
+async def consumed(service: ServiceProcess, *events: CloudEvent) -> bool:
+    """Every one of ``events`` is in the service's inbox: processed (a dead letter never is)."""
+    ids = sorted({event.id for event in events})
+    found = await service.scalar("SELECT count(*) FROM inbox WHERE event_id = ANY($1::text[])", ids)
+    return bool(found == len(ids))
+
+
+async def outbox_drained(service: ServiceProcess) -> bool:
+    return bool(await service.scalar("SELECT count(*) FROM outbox WHERE published_at IS NULL") == 0)
+
+
+async def published(
+    service: ServiceProcess, topic: str, *, event_type: str | None = None, member: str | None = None
+) -> list[dict[str, Any]]:
+    """The events (whole CloudEvents) on ``<prefix><topic>`` once the service's outbox is drained,
+    so everything the service committed so far is there; filtered by type and subject."""
+    await eventually(lambda: outbox_drained(service), what=f"{service.name} outbox drained")
+    records = await read_to_end(service.infra, service.prefix + topic)
+    events = [json.loads(r.value) for r in records]
+    return [
+        e
+        for e in events
+        if (event_type is None or e["type"] == event_type) and (member is None or e["subject"] == member)
+    ]
+
+
+async def tier_changes(service: ServiceProcess, member: str | None = None) -> list[dict[str, Any]]:
+    """Every ``tier.changed`` the tiers service published (for ``member``), in order per member."""
+    return await published(service, "loyalty.tiers", event_type="tier.changed", member=member)
+
+
+async def set_clock(service: ServiceProcess, moment: datetime) -> None:
+    """Move a service's settable clock forward to ``moment``."""
+    async with service.client() as client:
+        response = await client.put("/v1/clock", json={"now": moment.isoformat()})
+    assert response.status_code == 200, response.text
+
+
+async def evaluate(service: ServiceProcess) -> dict[str, Any]:
+    """POST /v1/evaluations as the CRM; the summary."""
+    async with service.client() as client:
+        response = await client.post("/v1/evaluations")
+    assert response.status_code == 200, response.text
+    body: dict[str, Any] = response.json()
+    return body

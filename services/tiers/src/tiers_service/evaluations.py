@@ -43,24 +43,39 @@ def _due_condition(now: datetime) -> ColumnElement[bool]:
     )
 
 
+async def run_due_steps(
+    session: AsyncSession,
+    ladder: domain.Ladder,
+    standing: domain.Standing,
+    now: datetime,
+    *,
+    tally: Counter[str] | None = None,
+    record: bool = True,
+) -> domain.Standing:
+    """Run the member's steps due at ``now`` in time order, each at its own time; changes are
+    recorded (history, ``tier.changed``) unless ``record`` is false (a read that looks ahead).
+    The caller saves the standing it gets back."""
+    while (step := domain.due(standing, now)) is not None:
+        start, end = domain.due_window(ladder, standing, step)
+        found = await figures(session, standing.member_id, ladder, start, end)
+        result, change = domain.apply_due(ladder, standing, step, found)
+        if tally is not None:
+            _count(tally, ladder, step, standing, result)
+        if change is not None and record:
+            await record_change(session, ladder, standing.member_id, change)
+        standing = result
+    return standing
+
+
 async def evaluate_member(
     session: AsyncSession, ladder: domain.Ladder, member_id: str, now: datetime, tally: Counter[str]
 ) -> None:
     standing = await lock_standing(session, member_id)
     if standing is None:
         return
-    original = standing
-    while (step := domain.due(standing, now)) is not None:
-        start, end = domain.due_window(ladder, standing, step)
-        result, change = domain.apply_due(
-            ladder, standing, step, await figures(session, member_id, ladder, start, end)
-        )
-        _count(tally, ladder, step, standing, result)
-        if change is not None:
-            await record_change(session, ladder, member_id, change, before=standing)
-        standing = result
-    if standing != original:
-        await save_standing(session, standing)
+    result = await run_due_steps(session, ladder, standing, now, tally=tally)
+    if result != standing:
+        await save_standing(session, result)
 
 
 def _count(

@@ -14,7 +14,7 @@ from loyalty_shared.clock import now as clock_now
 from loyalty_shared.errors import Conflict, Unprocessable
 from loyalty_shared.events.types import Currency, PositiveMoney
 from tiers_service import domain
-from tiers_service.models import LadderVersion, Member
+from tiers_service.models import LadderVersion, Member, QualifyingOrder
 
 Rate = Annotated[Decimal, Field(ge=0, max_digits=12, decimal_places=4)]
 _RESCHEDULE_CHUNK = 1000
@@ -144,6 +144,8 @@ async def change_ladder(session: AsyncSession, body: LadderBody, actor: str) -> 
             "; ".join(problems), code="invalid-ladder", title="Invalid tier ladder", problems=problems
         )
     await _refuse_orphans(session, candidate)
+    if candidate.currency != previous.currency:
+        await _refuse_currency_change(session, previous.currency, candidate.currency)
     row = LadderVersion(
         version=candidate.version, document=domain.ladder_document(candidate), created_by=actor
     )
@@ -178,6 +180,20 @@ async def _refuse_orphans(session: AsyncSession, ladder: domain.Ladder) -> None:
             code="tier-in-use",
             title="Tier in use",
             held=held,
+        )
+
+
+async def _refuse_currency_change(session: AsyncSession, old: str, new: str) -> None:
+    counted = await session.scalar(
+        select(func.count()).select_from(QualifyingOrder).where(QualifyingOrder.currency == old)
+    )
+    if counted:
+        raise Conflict(
+            f"{counted} orders qualify in {old}; a ladder in {new} would stop counting them all. "
+            f"Keep {old} (orders in other currencies are dead-lettered), or start a new tiers "
+            "database for the new currency.",
+            code="currency-in-use",
+            title="Currency in use",
         )
 
 

@@ -16,6 +16,7 @@ from loyalty_shared.events import OrderCancelled, OrderPaid, OrderRefunded
 from loyalty_shared.events.orders import OrderLine
 from loyalty_shared.messaging.consumer import PermanentEventError
 from tiers_service import domain
+from tiers_service.evaluations import run_due_steps
 from tiers_service.ladders import current_ladder
 from tiers_service.models import QualifyingOrder, QualifyingRefund, table
 from tiers_service.standings import (
@@ -64,22 +65,25 @@ async def qualify_order(session: AsyncSession, event: CloudEvent, order: OrderPa
         log.info("order %s already counted; event %s ignored", order.order_id, event.id)
         return
     current = await current_figures(session, order.member_id, ladder, now)
-    before = standing
+    paid_at = min(event.time, now)  # the order's time: a promotion applies to orders paid after it
     if standing is None:
-        standing, change = domain.join(ladder, order.member_id, current, now, joined_at=min(event.time, now))
+        standing, change = domain.join(ladder, order.member_id, current, paid_at, joined_at=paid_at)
         if not await create_standing(session, standing):
             raise RuntimeError(f"member {order.member_id} was created concurrently; retrying")
     else:
+        # Steps that fell due since the last evaluation run (an override's end, a period end) come
+        # first, so the order meets the member as they stand now.
+        caught_up = await run_due_steps(session, ladder, standing, now)
         makeup = None
-        if standing.grace_from is not None:
-            makeup = await figures(session, order.member_id, ladder, standing.grace_from, None)
-        updated, change = domain.on_order(ladder, standing, current, now, makeup, order_id=order.order_id)
+        if caught_up.grace_from is not None:
+            makeup = await figures(session, order.member_id, ladder, caught_up.grace_from, None)
+        updated, change = domain.on_order(
+            ladder, caught_up, current, paid_at, makeup, order_id=order.order_id
+        )
         if updated != standing:
             await save_standing(session, updated)
     if change is not None:
-        change = _with_order(change, order.order_id)
-        paid_at = min(event.time, now)
-        await record_change(session, ladder, order.member_id, change, before=before, paid_at=paid_at)
+        await record_change(session, ladder, order.member_id, _with_order(change, order.order_id))
 
 
 def _with_order(change: domain.Change, order_id: str) -> domain.Change:

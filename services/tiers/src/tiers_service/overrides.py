@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from loyalty_shared.clock import now as clock_now
 from loyalty_shared.errors import NotFound, Unprocessable
 from tiers_service import domain
+from tiers_service.evaluations import run_due_steps
 from tiers_service.ladders import current_ladder
 from tiers_service.standings import (
     create_standing,
@@ -34,19 +35,17 @@ class OverrideBody(BaseModel):
 async def _standing_for(
     session: AsyncSession, ladder: domain.Ladder, member_id: str, now: datetime
 ) -> domain.Standing:
-    """The member's locked standing; a member never seen enters at the tier their figures give."""
+    """The member's locked standing, brought up to ``now``; a member never seen enters at the tier
+    their figures give (no event of its own: the override's change says it)."""
     standing = await lock_standing(session, member_id)
-    if standing is not None:
-        return standing
-    figures = await current_figures(session, member_id, ladder, now)
-    created, change = domain.join(ladder, member_id, figures, now, joined_at=now)
-    if not await create_standing(session, created):
+    if standing is None:
+        figures = await current_figures(session, member_id, ladder, now)
+        created, _ = domain.join(ladder, member_id, figures, now, joined_at=now)
+        if await create_standing(session, created):
+            return created
         standing = await lock_standing(session, member_id)
         assert standing is not None
-        return standing
-    if change is not None:
-        await record_change(session, ladder, member_id, change, before=None)
-    return created
+    return await run_due_steps(session, ladder, standing, now)
 
 
 async def put_override(
@@ -70,19 +69,20 @@ async def put_override(
     updated, change = domain.set_override(ladder, standing, override, now)
     await save_standing(session, updated)
     if change is not None:
-        await record_change(session, ladder, member_id, change, before=standing, actor=actor)
+        await record_change(session, ladder, member_id, change, actor=actor)
     return updated
 
 
 async def delete_override(session: AsyncSession, member_id: str, actor: str) -> domain.Standing:
     ladder = await current_ladder(session)
     now = clock_now(session)
-    standing = await lock_standing(session, member_id)
+    locked = await lock_standing(session, member_id)
+    standing = None if locked is None else await run_due_steps(session, ladder, locked, now)
     if standing is None or standing.override is None:
-        raise NotFound(f"member {member_id} has no tier override")
+        raise NotFound(f"member {member_id} has no tier override (or it has ended)")
     figures = await current_figures(session, member_id, ladder, now)
     updated, change = domain.end_override(ladder, standing, figures, now)
     await save_standing(session, updated)
     if change is not None:
-        await record_change(session, ladder, member_id, change, before=standing, actor=actor)
+        await record_change(session, ladder, member_id, change, actor=actor)
     return updated

@@ -142,18 +142,14 @@ async def record_change(
     member_id: str,
     change: domain.Change,
     *,
-    before: domain.Standing | None,
     actor: str | None = None,
-    paid_at: datetime | None = None,
 ) -> None:
     """The tier in force changed: a history row and ``tier.changed``, both written at commit.
 
-    The change applies to orders paid after ``effective_at``: a promoting order's own payment time
-    (so that order earns at the old tier, whatever order the points service sees events in), else
-    the change's time; never before the previous change, so a member's changes stay in sequence."""
-    effective_at = paid_at or change.at
-    if before is not None:
-        effective_at = max(effective_at, before.tier_since)
+    The change applies to orders paid after ``change.at`` (``effective_at``): for a promotion, the
+    promoting order's own payment, so that order earns at the old tier whatever order the points
+    service sees the events in."""
+    effective_at = change.at
     in_force = benefits(ladder, change.to_tier)
     figures_doc = {**change.figures, "effective_at": effective_at.isoformat()}
     event = new_event(

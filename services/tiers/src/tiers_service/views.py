@@ -14,6 +14,7 @@ from loyalty_shared.clock import now as clock_now
 from loyalty_shared.events import TierBenefits
 from loyalty_shared.pagination import decode_cursor, encode_cursor
 from tiers_service import domain
+from tiers_service.evaluations import run_due_steps
 from tiers_service.ladders import current_ladder
 from tiers_service.models import TierHistory
 from tiers_service.standings import benefits, current_figures, figures, read_standing
@@ -133,6 +134,9 @@ async def member_tier(session: AsyncSession, member_id: str) -> MemberTier:
     ladder = await current_ladder(session)
     now = clock_now(session)
     standing = await read_standing(session, member_id)
+    if standing is not None:
+        # What the next evaluation run will record (an override that ran out, a period end): shown now.
+        standing = await run_due_steps(session, ladder, standing, now, record=False)
     current = await current_figures(session, member_id, ladder, now)
     earned = ladder.entry if standing is None else ladder.tier(standing.earned)
     tier = earned if standing is None else ladder.tier(standing.tier)

@@ -167,13 +167,16 @@ def _settle(
     reason: Reason,
     figures: dict[str, Any],
 ) -> Outcome:
-    """Recompute the tier in force; a change of it is a ``Change``."""
+    """Recompute the tier in force; a change of it is a ``Change``, in force from ``now`` (the time of
+    the order or step that made it) but never before the member's previous change, so a member's
+    changes stay in sequence even when a late order decides one."""
     tier = in_force(ladder, after.earned, after.override, now)
     previous = None if before is None else before.tier
     if tier == previous:
         return replace(after, tier=tier), None
+    at = now if before is None else max(now, before.tier_since)
     direction: Direction = "up" if previous is None or rank(ladder, tier) > rank(ladder, previous) else "down"
-    return replace(after, tier=tier, tier_since=now), Change(previous, tier, direction, reason, now, figures)
+    return replace(after, tier=tier, tier_since=at), Change(previous, tier, direction, reason, at, figures)
 
 
 # --- orders ----------------------------------------------------------------------------------------
