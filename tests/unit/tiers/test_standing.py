@@ -948,3 +948,20 @@ def test_grace_end_below_on_one_threshold_but_above_on_another_promotes() -> Non
     assert (standing.earned, standing.grace_until, standing.grace_from) == ("Gold", None, None)
     assert summary(change) == ("Silver", "Gold", "up", "evaluated", GRACE_END)
     assert change is not None and change.figures["outcome"] == "qualifies higher at the end of grace"
+
+
+def test_a_late_order_dates_its_promotion_no_earlier_than_the_previous_change() -> None:
+    # The member's last change took effect at SINCE; an order paid before it, processed now, promotes
+    # from SINCE on (the changes stay in sequence), not from its own payment.
+    before = member("Silver")
+    late = SINCE - timedelta(days=3)
+    standing, change = on_order(LADDER, before, figures("200000", 5), late)
+    assert summary(change) == ("Silver", "Gold", "up", "qualified", SINCE)
+    assert standing.tier_since == SINCE
+
+
+def test_a_promotion_takes_effect_at_the_order_time_after_the_previous_change() -> None:
+    before = member("Silver")
+    paid = SINCE + timedelta(hours=2)
+    _, change = on_order(LADDER, before, figures("200000", 5), paid)
+    assert summary(change) == ("Silver", "Gold", "up", "qualified", paid)
