@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
-from collections import Counter
+from collections import Counter, defaultdict
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
 import pytest
 
-from loyalty_cli.simulate import generate_orders
+from loyalty_cli.simulate import DEFAULT_MEMBERS, DEFAULT_ORDERS, generate_orders
 from loyalty_shared.envelope import CloudEvent, parse_event
-from loyalty_shared.events import EVENT_TYPES, TOPICS, OrderPaid, OrderRefunded
+from loyalty_shared.events import EVENT_TYPES, TOPICS, OrderLine, OrderPaid, OrderRefunded
+from tiers_service import domain
 
 START = datetime(2025, 3, 1, 9, 0, tzinfo=UTC)
 ORDER_TYPES = set(TOPICS["orders"])
@@ -150,3 +151,63 @@ def test_empty_and_invalid() -> None:
         generate_orders(members=0, orders=1, seed=1)
     with pytest.raises(ValueError):
         generate_orders(members=1, orders=1, seed=1, refund_rate=0.8, cancel_rate=0.3)
+
+
+# --- crossing tiers ------------------------------------------------------------------------------
+
+
+def _non_gift_card(lines: list[OrderLine]) -> Decimal:
+    return sum(
+        (line.quantity * line.unit_price for line in lines if line.category != "gift-cards"), Decimal(0)
+    )
+
+
+def net_spend(stream: list[tuple[str, CloudEvent]]) -> tuple[dict[str, Decimal], Counter[str]]:
+    """Per member: non-gift-card spend net of refunds, cancelled orders out; orders still counting."""
+    orders: dict[str, tuple[str, Decimal]] = {}
+    refunded: Counter[str] = Counter()
+    cancelled: set[str] = set()
+    for member, event in stream:
+        model: Any = EVENT_TYPES[event.type].model_validate(event.data)
+        if event.type == "order.paid":
+            orders[model.order_id] = (member, _non_gift_card(model.lines))
+        elif event.type == "order.refunded":
+            refunded[model.order_id] += _non_gift_card(model.lines)
+        else:
+            cancelled.add(model.order_id)
+    spend: dict[str, Decimal] = defaultdict(Decimal)
+    counted: Counter[str] = Counter()
+    for order_id, (member, amount) in orders.items():
+        if order_id in cancelled:
+            continue
+        spend[member] += amount - refunded[order_id]
+        counted[member] += amount - refunded[order_id] > 0
+    return spend, counted
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3, 4, 5])
+def test_default_run_has_members_past_50000_and_200000_eur(seed: int) -> None:
+    """With `loyalty simulate`'s defaults some members cross the default ladder's Silver and Gold
+    spend thresholds (non-gift-card spend net of refunds and cancels), and most do not."""
+    spend, _ = net_spend(generate_orders(members=DEFAULT_MEMBERS, orders=DEFAULT_ORDERS, seed=seed))
+    amounts = sorted(spend.values(), reverse=True)
+    assert sum(a >= 50_000 for a in amounts) >= 4
+    assert sum(a >= 200_000 for a in amounts) >= 2
+    assert sum(a < 50_000 for a in amounts) >= len(amounts) // 2
+
+
+def test_default_runs_spread_over_the_default_ladder() -> None:
+    """Run through the tiers service's own rules: Standard, Silver and Gold in every run, and key
+    accounts past Platinum's 1,000,000 EUR in most."""
+    ladder = domain.DEFAULT_LADDER
+    now = datetime.now(UTC)
+    platinum_runs = 0
+    for seed in range(1, 6):
+        spend, counted = net_spend(generate_orders(members=DEFAULT_MEMBERS, orders=DEFAULT_ORDERS, seed=seed))
+        tiers = Counter(
+            domain.qualified_tier(ladder, domain.Figures(spend[m], counted[m], now)).name for m in spend
+        )
+        assert {"Standard", "Silver", "Gold"} <= set(tiers), (seed, tiers)
+        assert tiers["Standard"] > len(spend) // 2, (seed, tiers)
+        platinum_runs += tiers["Platinum"] > 0
+    assert platinum_runs >= 4

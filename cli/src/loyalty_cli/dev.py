@@ -1,9 +1,9 @@
 """``loyalty dev``: the embedded default in the foreground.
 
 PostgreSQL (one database per service) and the tansu broker from PyPI, migrations, then every
-service, with its output streamed here prefixed by its name. Ctrl-C or SIGTERM stops the services,
-then the broker, then PostgreSQL. The data directory (databases, API keys) survives restarts; the
-broker is memory only.
+service (points on 8001, tiers on 8002), with its output streamed here prefixed by its name. Ctrl-C
+or SIGTERM stops the services, then the broker, then PostgreSQL. The data directory (databases, API
+keys) survives restarts; the broker is memory only.
 """
 
 from __future__ import annotations
@@ -70,7 +70,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "dev",
         help="run everything locally: PostgreSQL, a Kafka-protocol broker and all services",
         description="Run the embedded default in the foreground: PostgreSQL and the tansu broker "
-        "from PyPI, migrations, and every service. Ctrl-C stops it; the data directory is kept.",
+        f"from PyPI, migrations, and every service ({', '.join(s.name for s in SERVICES)}), each "
+        "with its own database. Ctrl-C stops it; the data directory is kept.",
     )
     parser.add_argument(
         "--data-dir",
@@ -90,6 +91,14 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="use this Kafka (host:port) instead of the embedded tansu broker; the idempotent "
         "producer stays on",
     )
+    for spec in SERVICES:
+        parser.add_argument(
+            f"--{spec.name}-port",
+            type=int,
+            default=spec.port,
+            metavar="PORT",
+            help=f"HTTP port of the {spec.name} service (default: %(default)s)",
+        )
     parser.set_defaults(func=run)
 
 
@@ -101,6 +110,7 @@ def run(args: argparse.Namespace) -> int:
         postgres_url=args.postgres_url,
         kafka_port=args.kafka_port,
         kafka_bootstrap=args.kafka_bootstrap,
+        ports={spec.name: getattr(args, f"{spec.name}_port") for spec in SERVICES},
     )
     return stack.run()
 
@@ -180,12 +190,13 @@ def create_external_database(url: str, name: str) -> None:
 @dataclass
 class RunningService:
     spec: ServiceSpec
+    port: int
     proc: subprocess.Popen[str]
     output: collections.deque[str] = field(default_factory=lambda: collections.deque(maxlen=60))
 
     @property
     def url(self) -> str:
-        return f"http://{HOST}:{self.spec.port}"
+        return f"http://{HOST}:{self.port}"
 
     def stream(self) -> None:
         """Copy the service's output to ours, prefixed by its name (runs in a thread)."""
@@ -209,8 +220,10 @@ class DevStack:
         postgres_url: str | None,
         kafka_port: int,
         kafka_bootstrap: str | None,
+        ports: dict[str, int] | None = None,
     ) -> None:
         self.data_dir = data_dir
+        self.ports = {spec.name: spec.port for spec in SERVICES} | (ports or {})
         self.postgres_url = postgres_url
         self.kafka_bootstrap = kafka_bootstrap
         self.pg = None if postgres_url else EmbeddedPostgres(data_dir / "postgres", pg_port)
@@ -327,13 +340,17 @@ class DevStack:
                 f"{result.returncode}):\n{output}"
             )
 
+    def url(self, name: str) -> str:
+        return f"http://{HOST}:{self.ports[name]}"
+
     def start_service(self, spec: ServiceSpec) -> None:
-        if port_in_use(spec.port):
-            raise DevError(f"{spec.name}: port {HOST}:{spec.port} is already in use")
-        say(f"starting {spec.name} on {HOST}:{spec.port} ...")
+        port = self.ports[spec.name]
+        if port_in_use(port):
+            raise DevError(f"{spec.name}: port {HOST}:{port} is already in use (try --{spec.name}-port)")
+        say(f"starting {spec.name} on {HOST}:{port} ...")
         command = [sys.executable, "-m", spec.package, "serve", "--host", HOST]
         proc = subprocess.Popen(
-            [*command, "--port", str(spec.port)],
+            [*command, "--port", str(port)],
             env=self.service_env(spec),
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
@@ -342,7 +359,7 @@ class DevStack:
             bufsize=1,
             start_new_session=True,  # Ctrl-C reaches us only; we stop the services in order
         )
-        service = RunningService(spec, proc)
+        service = RunningService(spec, port, proc)
         self.services.append(service)
         threading.Thread(target=service.stream, name=f"out-{spec.name}", daemon=True).start()
         self.wait_ready(service)
@@ -372,7 +389,7 @@ class DevStack:
 
     def print_banner(self) -> None:
         crm = self.keys["crm"]
-        first = SERVICES[0]
+        auth = f'-H "Authorization: Bearer {crm}"'
         lines = ["", "loyalty dev is running. Ctrl-C stops it.", ""]
         for service in self.services:
             lines.append(f"  {service.spec.name:<10} {service.url}   (API docs: {service.url}/docs)")
@@ -385,13 +402,16 @@ class DevStack:
         for scope in KEY_SCOPES:
             partner = f"   (partner {PARTNER_ID})" if scope == "partner" else ""
             lines.append(f"    {scope:<10} {self.keys[scope]}{partner}")
-        url = f"http://{HOST}:{first.port}"
+        points, tiers = self.url("points"), self.url("tiers")
         lines += [
             "",
             "  try:",
-            f'    curl -H "Authorization: Bearer {crm}" {url}/v1/members/M-0001/points',
+            f"    curl {auth} {points}/v1/members/M-0001/points",
+            f"    curl {auth} {tiers}/v1/members/M-0001/tier",
+            f"    curl {auth} {tiers}/v1/tiers        (the ladder)",
             "  feed it orders, in another terminal:",
-            f"    ./loyalty simulate --bootstrap {self.bootstrap} --api {url} --api-key {crm}",
+            f"    ./loyalty simulate --bootstrap {self.bootstrap} --api {points} --tiers-api {tiers} "
+            f"--api-key {crm}",
             "",
         ]
         say("\n".join(lines))

@@ -16,7 +16,10 @@ class ServiceSpec:
         return self.name
 
 
-SERVICES: tuple[ServiceSpec, ...] = (ServiceSpec("points", "points_service", 8001),)
+SERVICES: tuple[ServiceSpec, ...] = (
+    ServiceSpec("points", "points_service", 8001),
+    ServiceSpec("tiers", "tiers_service", 8002),
+)
 
 # Topics the platform uses, with the partition count `loyalty dev` creates them with.
 DEFAULT_PARTITIONS = 6

