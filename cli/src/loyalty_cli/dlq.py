@@ -10,6 +10,7 @@ from typing import Any
 
 from aiokafka import AIOKafkaProducer
 
+from loyalty_cli.services import SERVICES
 from loyalty_shared.messaging.deadletters import DeadLetter, read_dead_letters, replay
 from loyalty_shared.settings import KafkaSettings
 
@@ -17,7 +18,12 @@ from loyalty_shared.settings import KafkaSettings
 def register(subparsers: Any) -> None:
     parser = subparsers.add_parser("dlq", help="list or replay dead-lettered events")
     parser.add_argument("action", choices=["list", "replay"])
-    parser.add_argument("--service", default="points", help="the consumer's service (default: points)")
+    parser.add_argument(
+        "--service",
+        default="points",
+        choices=[spec.name for spec in SERVICES],
+        help="the consumer's service (default: points)",
+    )
     parser.add_argument("--bootstrap", help="Kafka bootstrap (default: LOYALTY_KAFKA_BOOTSTRAP_SERVERS)")
     parser.add_argument("--topic-prefix", default=os.environ.get("LOYALTY_TOPIC_PREFIX", ""))
     parser.add_argument("--offset", type=int, action="append", help="replay only these DLQ offsets")
