@@ -245,10 +245,16 @@ async def test_a_gold_member_sees_the_figures_the_rule_and_what_platinum_needs(s
         "service_level": "dedicated",
         "upgrade_gift": "gold-welcome-gift",
     }
+    decided = view["decided_by"]
+    assert (decided["reason"], decided["from_tier"], decided["rule"]) == ("qualified", None, GOLD_RULE)
+    assert (decided["qualifying_spend"], decided["qualifying_orders"]) == ("250000.00", 1)
+    assert decided["at"] == view["since"]
     since = datetime.fromisoformat(view["window_start"]).date().isoformat()
+    on = datetime.fromisoformat(view["since"]).date().isoformat()
     assert view["explanation"] == (
-        f"Gold on 250000.00 EUR qualifying spend and 1 qualifying order in the rolling 12 months "
-        f"(since {since}). Gold is kept at the evaluation on {NEXT_EVALUATION.date().isoformat()}: "
+        f"Gold since {on} (qualified: 250000.00 EUR qualifying spend and 1 qualifying order, against "
+        f"{GOLD_RULE}). Now 250000.00 EUR qualifying spend and 1 qualifying order in the rolling 12 "
+        f"months (since {since}). Gold is kept at the evaluation on {NEXT_EVALUATION.date().isoformat()}: "
         f"{GOLD_RULE}, met. Next: {PLATINUM_RULE}; missing 750000.00 EUR more qualifying spend."
     )
 

@@ -336,6 +336,13 @@ async def test_a_refund_below_gold_demotes_one_tier_only_after_evaluation_and_gr
     view = await tier(tiers, member)
     assert (view["tier"], view["earned_tier"], view["grace_until"]) == ("Silver", "Silver", None)
     assert view["benefits"]["points_multiplier"] == "1.25"
+    decided = view["decided_by"]
+    assert (decided["reason"], decided["from_tier"], decided["outcome"]) == (
+        "evaluated",
+        "Gold",
+        "grace ended below the tier",
+    )
+    assert view["explanation"].startswith(f"Silver since {GRACE_END.date().isoformat()} (at evaluation: ")
     changes = await tier_changes(tiers, member)
     assert moves(changes) == [(None, "Gold", "up", "qualified"), ("Gold", "Silver", "down", "evaluated")]
     demotion = changes[1]["data"]

@@ -40,6 +40,19 @@ class OverrideView(BaseModel):
     until: datetime | None
 
 
+class DecidedBy(BaseModel):
+    """The change that put the member on the tier in force, with the figures and rule it was judged on."""
+
+    at: datetime
+    reason: str
+    from_tier: str | None
+    rule: str | None
+    qualifying_spend: str | None
+    qualifying_orders: int | None
+    outcome: str | None = None
+    actor: str | None = None
+
+
 class MemberTier(BaseModel):
     member_id: str
     known: bool = Field(description="false for a member with no order or override yet (entry tier shown)")
@@ -65,6 +78,7 @@ class MemberTier(BaseModel):
     grace_until: datetime | None
     benefits: TierBenefits
     ladder_version: int
+    decided_by: DecidedBy | None = Field(description="the change that put the member on this tier")
     explanation: str
 
 
@@ -114,6 +128,16 @@ def explain(view: MemberTier) -> str:
         text = (
             f"{view.tier} by CRM override{until} ({view.override.reason}); the figures hold "
             f"{view.earned_tier}: {figures_words}."
+        )
+    elif view.decided_by is not None and view.decided_by.qualifying_spend is not None:
+        d = view.decided_by
+        judged = "at evaluation" if d.reason == "evaluated" else d.reason.replace("-", " ")
+        n = d.qualifying_orders
+        then = f"{d.qualifying_spend} {c} qualifying spend and {n} qualifying order" + ("" if n == 1 else "s")
+        outcome = f"; {d.outcome}" if d.outcome else ""
+        text = (
+            f"{view.tier} since {d.at.date().isoformat()} ({judged}: {then}, against {d.rule}{outcome}). "
+            f"Now {figures_words}."
         )
     else:
         text = f"{view.tier} on {figures_words}."
@@ -177,9 +201,29 @@ async def member_tier(session: AsyncSession, member_id: str) -> MemberTier:
         grace_until=None if standing is None else standing.grace_until,
         benefits=benefits(ladder, tier.name),
         ladder_version=ladder.version,
+        decided_by=await _decided_by(session, member_id, tier.name),
         explanation="",
     )
     return view.model_copy(update={"explanation": explain(view)})
+
+
+async def _decided_by(session: AsyncSession, member_id: str, tier: str) -> DecidedBy | None:
+    last = await session.scalar(
+        select(TierHistory).where(TierHistory.member_id == member_id).order_by(TierHistory.id.desc()).limit(1)
+    )
+    if last is None or last.to_tier != tier:
+        return None  # a change the next evaluation run will record (shown ahead) has no history yet
+    figures = last.figures
+    return DecidedBy(
+        at=last.at,
+        reason=last.reason,
+        from_tier=last.from_tier,
+        rule=figures.get("rule"),
+        qualifying_spend=figures.get("qualifying_spend"),
+        qualifying_orders=figures.get("qualifying_orders"),
+        outcome=figures.get("outcome"),
+        actor=last.actor,
+    )
 
 
 class HistoryItem(BaseModel):
