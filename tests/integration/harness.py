@@ -417,3 +417,42 @@ async def evaluate(service: ServiceProcess) -> dict[str, Any]:
     assert response.status_code == 200, response.text
     body: dict[str, Any] = response.json()
     return body
+
+
+# --- shared by the REST and delivery tests ----------------------------------------------------------
+
+PROBLEM_TYPE_BASE = "urn:loyalty:problem:"
+
+
+def assert_problem(response: httpx.Response, status: int, code: str | None = None) -> dict[str, Any]:
+    """An RFC 9457 problem of this status (and code, the end of ``type``)."""
+    assert response.status_code == status, f"expected {status}, got {response.status_code}: {response.text}"
+    assert response.headers["content-type"].startswith("application/problem+json"), response.headers
+    body: dict[str, Any] = response.json()
+    assert isinstance(body.get("type"), str) and body["type"], body
+    assert isinstance(body.get("title"), str) and body["title"], body
+    assert body.get("status") == status, body
+    assert isinstance(body.get("detail"), str) and body["detail"], body
+    if code is not None:
+        assert body["type"] == PROBLEM_TYPE_BASE + code, body
+    return body
+
+
+async def count(service: ServiceProcess, sql: str, *args: Any) -> int:
+    return int(await service.scalar(sql, *args))
+
+
+async def rewind_group(infra: Infra, group: str, topic: str) -> None:
+    """Join the (stopped) service's group and commit offset 0 everywhere: a replay from the start."""
+    consumer = AIOKafkaConsumer(
+        topic, bootstrap_servers=infra.bootstrap, group_id=group, enable_auto_commit=False
+    )
+    await consumer.start()
+    try:
+        deadline = asyncio.get_running_loop().time() + 30
+        while not consumer.assignment():
+            assert asyncio.get_running_loop().time() < deadline, "never got the partitions"
+            await consumer.getmany(timeout_ms=200)
+        await consumer.commit({tp: 0 for tp in consumer.assignment()})
+    finally:
+        await consumer.stop()

@@ -14,7 +14,6 @@ import json
 from typing import Any
 
 import httpx
-from aiokafka import AIOKafkaConsumer
 from harness import (
     Infra,
     PointsService,
@@ -24,6 +23,7 @@ from harness import (
     publish,
     read_topic,
     refunded,
+    rewind_group,
     unique,
 )
 
@@ -85,7 +85,7 @@ async def test_replay_from_offset_zero_changes_nothing(points: PointsService) ->
     assert before["available"] == 50
 
     await points.stop()
-    await _rewind_group(points.infra, points.prefix + "loyalty-points", points.prefix + "orders")
+    await rewind_group(points.infra, points.prefix + "loyalty-points", points.prefix + "orders")
     await points.start()
     await eventually(
         lambda: metric(points, "loyalty_events_consumed_total", outcome="duplicate"),
@@ -279,19 +279,3 @@ async def _state(points: PointsService, member: str) -> dict[str, Any]:
         "ledger": ledger,
         "outbox": outbox,
     }
-
-
-async def _rewind_group(infra: Infra, group: str, topic: str) -> None:
-    """Join the (stopped) service's group and commit offset 0 everywhere: a replay from the start."""
-    consumer = AIOKafkaConsumer(
-        topic, bootstrap_servers=infra.bootstrap, group_id=group, enable_auto_commit=False
-    )
-    await consumer.start()
-    try:
-        deadline = asyncio.get_running_loop().time() + 30
-        while not consumer.assignment():
-            assert asyncio.get_running_loop().time() < deadline, "never got the partitions"
-            await consumer.getmany(timeout_ms=200)
-        await consumer.commit({tp: 0 for tp in consumer.assignment()})
-    finally:
-        await consumer.stop()

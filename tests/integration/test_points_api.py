@@ -29,6 +29,8 @@ from harness import (
     TOPICS,
     Infra,
     PointsService,
+    assert_problem,
+    count,
     eventually,
     paid,
     publish,
@@ -38,8 +40,6 @@ from harness import (
 )
 
 from loyalty_cli.embedded import ensure_topics
-
-PROBLEM_TYPE_BASE = "urn:loyalty:problem:"
 
 VALID_RULES: dict[str, Any] = {
     "points_per_unit": "1",
@@ -67,24 +67,6 @@ async def svc(infra: Infra, tmp_path_factory: pytest.TempPathFactory) -> AsyncIt
 
 
 # --- helpers ------------------------------------------------------------------------------------
-
-
-def assert_problem(response: httpx.Response, status: int, code: str | None = None) -> dict[str, Any]:
-    """An RFC 9457 problem of this status (and code, the end of ``type``)."""
-    assert response.status_code == status, f"expected {status}, got {response.status_code}: {response.text}"
-    assert response.headers["content-type"].startswith("application/problem+json"), response.headers
-    body: dict[str, Any] = response.json()
-    assert isinstance(body.get("type"), str) and body["type"], body
-    assert isinstance(body.get("title"), str) and body["title"], body
-    assert body.get("status") == status, body
-    assert isinstance(body.get("detail"), str) and body["detail"], body
-    if code is not None:
-        assert body["type"] == PROBLEM_TYPE_BASE + code, body
-    return body
-
-
-async def count(service: PointsService, sql: str, *args: Any) -> int:
-    return int(await service.scalar(sql, *args))
 
 
 async def written_rows(service: PointsService, member: str) -> dict[str, int]:

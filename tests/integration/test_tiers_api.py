@@ -26,7 +26,9 @@ from harness import (
     TOPICS,
     Infra,
     ServiceProcess,
+    assert_problem,
     consumed,
+    count,
     evaluate,
     eventually,
     paid,
@@ -40,7 +42,6 @@ from harness import (
 from loyalty_cli.embedded import ensure_topics
 from loyalty_shared.envelope import CloudEvent
 
-PROBLEM_TYPE_BASE = "urn:loyalty:problem:"
 CRM_ACTOR = "crm-key:" + hashlib.sha256(CRM_KEY.encode()).hexdigest()[:8]
 NOW = datetime.now(UTC)
 NEXT_EVALUATION = datetime(NOW.year + 1, 1, 1, tzinfo=UTC)
@@ -72,23 +73,6 @@ async def svc(infra: Infra, tmp_path_factory: pytest.TempPathFactory) -> AsyncIt
 
 
 # --- helpers ------------------------------------------------------------------------------------
-
-
-def assert_problem(response: httpx.Response, status: int, code: str | None = None) -> dict[str, Any]:
-    """An RFC 9457 problem of this status (and code, the end of ``type``)."""
-    assert response.status_code == status, f"expected {status}, got {response.status_code}: {response.text}"
-    assert response.headers["content-type"].startswith("application/problem+json"), response.headers
-    body: dict[str, Any] = response.json()
-    assert isinstance(body.get("title"), str) and body["title"], body
-    assert body.get("status") == status, body
-    assert isinstance(body.get("detail"), str) and body["detail"], body
-    if code is not None:
-        assert body["type"] == PROBLEM_TYPE_BASE + code, body
-    return body
-
-
-async def count(service: ServiceProcess, sql: str, *args: Any) -> int:
-    return int(await service.scalar(sql, *args))
 
 
 async def written(service: ServiceProcess, member: str | None = None) -> dict[str, int]:

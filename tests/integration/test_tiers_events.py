@@ -8,17 +8,14 @@ end of grace are reached by moving it forward. Orders are stamped with the real 
 
 from __future__ import annotations
 
-import asyncio
 import json
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
 import httpx
-from aiokafka import AIOKafkaConsumer
 from conftest import Platform, PlatformFactory
 from harness import (
-    Infra,
     ServiceProcess,
     cancelled,
     consumed,
@@ -29,6 +26,7 @@ from harness import (
     published,
     read_to_end,
     refunded,
+    rewind_group,
     set_clock,
     tier_changes,
     unique,
@@ -168,22 +166,6 @@ def refund_with_lines(
 
 def line(category: str, quantity: int, unit_price: str) -> dict[str, Any]:
     return {"sku": unique("SKU"), "category": category, "quantity": quantity, "unit_price": unit_price}
-
-
-async def rewind_group(infra: Infra, group: str, topic: str) -> None:
-    """Join the (stopped) service's group and commit offset 0 everywhere: a replay from the start."""
-    consumer = AIOKafkaConsumer(
-        topic, bootstrap_servers=infra.bootstrap, group_id=group, enable_auto_commit=False
-    )
-    await consumer.start()
-    try:
-        deadline = asyncio.get_running_loop().time() + 30
-        while not consumer.assignment():
-            assert asyncio.get_running_loop().time() < deadline, "never got the partitions"
-            await consumer.getmany(timeout_ms=200)
-        await consumer.commit({tp: 0 for tp in consumer.assignment()})
-    finally:
-        await consumer.stop()
 
 
 # --- 1. promotion, once ---------------------------------------------------------------------------
