@@ -84,25 +84,8 @@ class LadderView(LadderBody):
 
 
 def to_domain(body: LadderBody, version: int) -> domain.Ladder:
-    return domain.Ladder(
-        version=version,
-        currency=body.currency,
-        tiers=tuple(
-            domain.Tier(
-                name=t.name,
-                rank=t.rank,
-                min_spend=t.min_spend,
-                min_orders=t.min_orders,
-                requires=t.requires,
-                invitation_only=t.invitation_only,
-                benefits=domain.Benefits(**t.benefits.model_dump()),
-            )
-            for t in body.tiers
-        ),
-        window=domain.Window(body.window.kind, body.window.months),
-        evaluation=domain.Evaluation(**body.evaluation.model_dump()),
-        excluded_categories=frozenset(body.excluded_categories),
-    )
+    """The body is the ladder's JSON document (the one kept in the database)."""
+    return domain.ladder_from_document(version, body.model_dump(mode="json"))
 
 
 def view(ladder: domain.Ladder, row: LadderVersion | None = None) -> LadderView:
