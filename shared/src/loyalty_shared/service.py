@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Callable, Coroutine, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -36,6 +36,27 @@ from loyalty_shared.settings import ServiceSettings
 log = logging.getLogger(__name__)
 
 Job = Callable[["Runtime"], Coroutine[Any, Any, None]]
+
+
+def periodic(name: str, interval_setting: str, run: Callable[[Runtime], Awaitable[str | None]]) -> Job:
+    """A scheduled job: ``run`` now and then every ``settings.<interval_setting>`` seconds. What it
+    returns is logged; a failure is logged and tried again at the next interval."""
+
+    async def job(rt: Runtime) -> None:
+        interval = float(getattr(rt.settings, interval_setting))
+        while True:
+            try:
+                report = await run(rt)
+                if report:
+                    log.info("%s: %s", name, report)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("%s failed; will retry", name)
+            await asyncio.sleep(interval)
+
+    job.__name__ = name.replace(" ", "_")
+    return job
 
 
 @dataclass(frozen=True)

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-import logging
 from datetime import UTC, datetime
 
 from pydantic import BaseModel
@@ -11,12 +9,10 @@ from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from loyalty_shared.events import PointsExpired
-from loyalty_shared.service import Runtime
+from loyalty_shared.service import Runtime, periodic
 from points_service import domain
 from points_service.ledger import append_entry, lock_account, publish
 from points_service.models import Lot
-
-log = logging.getLogger(__name__)
 
 MEMBERS_PER_TRANSACTION = 200
 
@@ -86,18 +82,13 @@ async def run_expiry(rt: Runtime, now: datetime | None = None) -> ExpiryRun:
             return total
 
 
-async def expiry_job(rt: Runtime) -> None:
-    """Scheduled: run the expiry every ``expiry_interval_s``; a failure is logged and retried."""
-    interval = float(getattr(rt.settings, "expiry_interval_s", 3600))
-    while True:
-        try:
-            result = await run_expiry(rt)
-            if result.lots:
-                log.info(
-                    "expired %s points in %s lots of %s members", result.points, result.lots, result.members
-                )
-        except asyncio.CancelledError:
-            raise
-        except Exception:
-            log.exception("expiry run failed; will retry")
-        await asyncio.sleep(interval)
+async def _scheduled_expiry(rt: Runtime) -> str | None:
+    result = await run_expiry(rt)
+    return (
+        f"expired {result.points} points in {result.lots} lots of {result.members} members"
+        if result.lots
+        else None
+    )
+
+
+expiry_job = periodic("expiry", "expiry_interval_s", _scheduled_expiry)

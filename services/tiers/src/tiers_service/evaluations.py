@@ -4,8 +4,6 @@ idempotent: a step once run is not due again."""
 
 from __future__ import annotations
 
-import asyncio
-import logging
 from collections import Counter
 from datetime import datetime
 
@@ -13,13 +11,11 @@ from pydantic import BaseModel, Field
 from sqlalchemy import ColumnElement, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from loyalty_shared.service import Runtime
+from loyalty_shared.service import Runtime, periodic
 from tiers_service import domain
 from tiers_service.ladders import current_ladder
 from tiers_service.models import Member
 from tiers_service.standings import figures, lock_standing, record_change, save_standing
-
-log = logging.getLogger(__name__)
 
 MEMBERS_PER_TRANSACTION = 200
 
@@ -135,16 +131,9 @@ async def run_evaluation(rt: Runtime, now: datetime | None = None) -> Evaluation
     )
 
 
-async def evaluation_job(rt: Runtime) -> None:
-    """Scheduled: look for members due every ``evaluation_interval_s``; a failure is logged and retried."""
-    interval = float(getattr(rt.settings, "evaluation_interval_s", 3600))
-    while True:
-        try:
-            summary = await run_evaluation(rt)
-            if summary.members:
-                log.info("evaluation: %s", summary.model_dump(mode="json"))
-        except asyncio.CancelledError:
-            raise
-        except Exception:
-            log.exception("evaluation failed; will retry")
-        await asyncio.sleep(interval)
+async def _scheduled_evaluation(rt: Runtime) -> str | None:
+    summary = await run_evaluation(rt)
+    return str(summary.model_dump(mode="json")) if summary.members else None
+
+
+evaluation_job = periodic("evaluation", "evaluation_interval_s", _scheduled_evaluation)
