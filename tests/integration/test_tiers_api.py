@@ -170,6 +170,7 @@ async def test_an_unknown_member_stands_at_the_entry_tier(svc: ServiceProcess) -
     assert view["next_tier"] == {
         "tier": "Silver",
         "rule": SILVER_RULE,
+        "requires": "any",
         "met": False,
         "missing_spend": "50000.00",
         "missing_orders": 24,
@@ -210,6 +211,7 @@ async def test_a_gold_member_sees_the_figures_the_rule_and_what_platinum_needs(s
     assert view["next_tier"] == {
         "tier": "Platinum",
         "rule": PLATINUM_RULE,
+        "requires": "any",
         "met": False,
         "missing_spend": "750000.00",
         "missing_orders": None,

@@ -23,6 +23,7 @@ from tiers_service.standings import benefits, current_figures, figures, read_sta
 class Requirement(BaseModel):
     tier: str
     rule: str = Field(description="the tier's qualification rule in words")
+    requires: Literal["any", "all"] = Field(description="with both thresholds: either one, or both")
     met: bool
     missing_spend: str | None = Field(description="qualifying spend still missing (decimal string)")
     missing_orders: int | None = Field(description="qualifying orders still missing")
@@ -89,6 +90,7 @@ def requirement(
     return Requirement(
         tier=tier.name,
         rule=tier.rule(ladder.currency),
+        requires=tier.requires,
         met=gap.met,
         missing_spend=None if gap.spend is None else f"{gap.spend:.2f}",
         missing_orders=gap.orders,
@@ -110,7 +112,7 @@ def _gap_words(req: Requirement, currency: str) -> str:
         parts.append(f"{req.missing_spend} {currency} more qualifying spend")
     if req.missing_orders is not None:
         parts.append(f"{req.missing_orders} more qualifying orders")
-    return " or ".join(parts) if req.rule.count(" or ") else " and ".join(parts)
+    return (" or " if req.requires == "any" else " and ").join(parts)
 
 
 def explain(view: MemberTier) -> str:
@@ -179,7 +181,7 @@ async def member_tier(session: AsyncSession, member_id: str) -> MemberTier:
             keep = requirement(earned, ladder, staying, deadline)
             status = "secure" if keep.met else "at-risk"
     above = _next_tier(ladder, earned.name)
-    override = None if standing is None or standing.override is None else standing.override
+    override = None if standing is None else standing.override
     view = MemberTier(
         member_id=member_id,
         known=standing is not None,
