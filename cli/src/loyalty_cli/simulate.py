@@ -354,9 +354,9 @@ def run(args: argparse.Namespace) -> int:
     print_counts(events)
     members = busiest_members(events, args.show)
     if args.api:
-        show_balances(args.api, args.api_key, members)
+        show("balances", "points", args.api, args.api_key, members, _balance)
     if args.tiers_api:
-        show_tiers(args.tiers_api, args.tiers_api_key or args.api_key, members)
+        show("tiers", "tiers", args.tiers_api, args.tiers_api_key or args.api_key, members, _tier)
     return 0
 
 
@@ -450,18 +450,18 @@ def busiest_members(events: list[tuple[str, CloudEvent]], count: int) -> list[st
     return [member for member, _ in paid.most_common(count)]
 
 
-def show_balances(api: str, api_key: str | None, members: list[str]) -> None:
-    """Print available and pending points of a few members; a service not up is not an error."""
+def show(what: str, service: str, api: str, api_key: str | None, members: list[str], line: Any) -> None:
+    """Print ``line(client, member)`` for a few members; a service not up is not an error."""
     import httpx
 
     headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
-    print(f"balances from {api} (the services may still be working through the events):")
+    print(f"{what} from {api} (the services may still be working through the events):")
     try:
         with httpx.Client(base_url=api.rstrip("/"), headers=headers, timeout=5) as client:
             for member in members:
-                print(f"  {member:<8} {_balance(client, member)}")
+                print(f"  {member:<8} {line(client, member)}")
     except httpx.TransportError as exc:
-        print(f"  points service not reachable at {api} ({exc!r}); is `loyalty dev` running?")
+        print(f"  {service} service not reachable at {api} ({exc!r}); is `loyalty dev` running?")
 
 
 def _balance(client: Any, member: str) -> str:
@@ -478,20 +478,6 @@ def _problem(response: Any) -> str:
     if response.status_code in (401, 403):
         return f"HTTP {response.status_code}: the API key was refused (use the crm key)"
     return f"HTTP {response.status_code}: {response.text[:200]}"
-
-
-def show_tiers(api: str, api_key: str | None, members: list[str]) -> None:
-    """Print the tier and qualifying figures of a few members; a service not up is not an error."""
-    import httpx
-
-    headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
-    print(f"tiers from {api} (the services may still be working through the events):")
-    try:
-        with httpx.Client(base_url=api.rstrip("/"), headers=headers, timeout=5) as client:
-            for member in members:
-                print(f"  {member:<8} {_tier(client, member)}")
-    except httpx.TransportError as exc:
-        print(f"  tiers service not reachable at {api} ({exc!r}); is `loyalty dev` running?")
 
 
 def _money(text: object) -> str:
@@ -520,7 +506,7 @@ def _tier(client: Any, member: str) -> str:
             gaps.append(f"{_money(following['missing_spend'])} {currency}")
         if following.get("missing_orders") is not None:
             gaps.append(f"{following['missing_orders']} orders")
-        joiner = " or " if " or " in str(following.get("rule", "")) else " and "
+        joiner = " or " if following.get("requires") == "any" else " and "
         if gaps:
             text += f"  (next: {following['tier']} with {joiner.join(gaps)} more)"
     return text
