@@ -203,7 +203,7 @@ async def member_tier(session: AsyncSession, member_id: str) -> MemberTier:
         grace_until=None if standing is None else standing.grace_until,
         benefits=benefits(ladder, tier.name),
         ladder_version=ladder.version,
-        decided_by=await _decided_by(session, member_id, tier.name),
+        decided_by=None if standing is None else await _decided_by(session, member_id, tier.name),
         explanation="",
     )
     return view.model_copy(update={"explanation": explain(view)})
