@@ -61,7 +61,7 @@ ServiceFactory = Callable[..., Awaitable[PointsService]]
 
 
 @pytest.fixture
-async def points_factory(service_factory: PlatformFactory) -> ServiceFactory:
+async def points_factory(service_factory: ServiceProcessFactory) -> ServiceFactory:
     """Make a points service with its own database and its own topics; started unless told not."""
 
     async def make(*, start: bool = True, **env: str) -> PointsService:
@@ -87,11 +87,11 @@ class Platform:
         return self.tiers.prefix
 
 
-PlatformFactory = Callable[..., Awaitable[ServiceProcess]]
+ServiceProcessFactory = Callable[..., Awaitable[ServiceProcess]]
 
 
 @pytest.fixture
-async def service_factory(infra: Infra, tmp_path: Path) -> AsyncIterator[PlatformFactory]:
+async def service_factory(infra: Infra, tmp_path: Path) -> AsyncIterator[ServiceProcessFactory]:
     """Make a service (``name``: points or tiers) with its own database on the topics of ``prefix``
     (new topics when not given); started unless told not. The tiers service gets a settable clock."""
     services: list[ServiceProcess] = []
@@ -116,12 +116,12 @@ async def service_factory(infra: Infra, tmp_path: Path) -> AsyncIterator[Platfor
 
 
 @pytest.fixture
-async def tiers(service_factory: PlatformFactory) -> ServiceProcess:
+async def tiers(service_factory: ServiceProcessFactory) -> ServiceProcess:
     return await service_factory("tiers")
 
 
 @pytest.fixture
-async def platform(service_factory: PlatformFactory) -> Platform:
+async def platform(service_factory: ServiceProcessFactory) -> Platform:
     """Tiers and points consuming the same orders; points consumes what tiers publishes."""
     tiers = await service_factory("tiers")
     points = await service_factory("points", prefix=tiers.prefix)
