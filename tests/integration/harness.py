@@ -219,11 +219,8 @@ class ServiceProcess:
             return response.json()
 
     async def balance(self, member_id: str) -> dict[str, Any]:
-        async with self.client() as client:
-            response = await client.get(f"/v1/members/{member_id}/points")
-            assert response.status_code == 200, response.text
-            body: dict[str, Any] = response.json()
-            return body
+        body: dict[str, Any] = await self.get(f"/v1/members/{member_id}/points")
+        return body
 
     async def assert_ledger_consistent(self) -> None:
         """Guarantee 4: for every member, Σ ledger = Σ lots.remaining − debt."""
