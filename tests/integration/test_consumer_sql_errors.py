@@ -16,14 +16,14 @@ Two SQL errors a tiers handler meets, in one batch with good events around them:
 
 from __future__ import annotations
 
-from conftest import PlatformFactory
+from conftest import ServiceProcessFactory
 from harness import consumed, eventually, paid, publish, refunded, unique
 
 from loyalty_shared.messaging.deadletters import DeadLetter, read_dead_letters
 
 
 async def test_an_sql_error_in_one_handler_dead_letters_that_event_and_the_batch_goes_on(
-    service_factory: PlatformFactory,
+    service_factory: ServiceProcessFactory,
 ) -> None:
     tiers = await service_factory("tiers", start=False)
     conn = await tiers.db()

@@ -14,7 +14,7 @@ from decimal import Decimal
 from typing import Any
 
 import httpx
-from conftest import Platform, PlatformFactory
+from conftest import Platform, ServiceProcessFactory
 from harness import (
     ServiceProcess,
     cancelled,
@@ -464,7 +464,7 @@ async def test_replaying_orders_from_offset_zero_changes_nothing(tiers: ServiceP
 
 
 async def test_killed_between_db_commit_and_offset_commit_counts_spend_once(
-    service_factory: PlatformFactory,
+    service_factory: ServiceProcessFactory,
 ) -> None:
     tiers = await service_factory("tiers", start=False)
     members = [unique("M") for _ in range(3)]
@@ -566,7 +566,7 @@ async def test_poison_order_events_are_dead_lettered_and_the_consumer_keeps_goin
 
 
 async def test_crash_before_outbox_publish_still_publishes_the_tier_change(
-    service_factory: PlatformFactory,
+    service_factory: ServiceProcessFactory,
 ) -> None:
     tiers = await service_factory("tiers", start=False)
     member = unique("M")
