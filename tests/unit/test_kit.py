@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import json
 import logging
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from pydantic import ValidationError
 
 from loyalty_shared.auth import ApiKeys
+from loyalty_shared.clock import Clock
 from loyalty_shared.envelope import InvalidEvent, new_event, parse_event
 from loyalty_shared.errors import Conflict
 from loyalty_shared.events import OrderPaid
@@ -90,6 +92,30 @@ def test_production_refuses_to_start_without_api_keys(monkeypatch: pytest.Monkey
     settings = ServiceSettings()
     assert settings.database_url == "postgresql+asyncpg://u@h/db"
     assert "k:crm" not in repr(settings)
+
+
+def test_production_refuses_a_settable_clock(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LOYALTY_DATABASE_URL", "postgresql://u@h/db")
+    monkeypatch.setenv("LOYALTY_API_KEYS", "k:crm")
+    monkeypatch.setenv("LOYALTY_SETTABLE_CLOCK", "true")
+    monkeypatch.setenv("LOYALTY_ENVIRONMENT", "production")
+    with pytest.raises(ValidationError, match="LOYALTY_SETTABLE_CLOCK is refused in production"):
+        ServiceSettings()
+    monkeypatch.setenv("LOYALTY_ENVIRONMENT", "test")
+    assert ServiceSettings().settable_clock is True
+
+
+def test_only_a_settable_clock_moves_and_only_forward() -> None:
+    with pytest.raises(RuntimeError, match="cannot be set"):
+        Clock().set(datetime.now(UTC) + timedelta(days=1))
+    clock = Clock(settable=True)
+    later = datetime.now(UTC) + timedelta(days=400)
+    clock.set(later)
+    assert later <= clock.now() < later + timedelta(seconds=5)
+    with pytest.raises(ValueError, match="only moves forward"):
+        clock.set(later - timedelta(days=1))
+    with pytest.raises(ValueError, match="timezone-aware"):
+        clock.set(datetime(2030, 1, 1))
 
 
 def test_database_url_must_be_postgresql(monkeypatch: pytest.MonkeyPatch) -> None:
