@@ -491,6 +491,42 @@ async def test_expiry_run_expires_due_lots_once(points: PointsService) -> None:
     await points.assert_ledger_consistent()
 
 
+async def test_points_reads_time_from_the_service_clock(points_factory: Any) -> None:
+    """Moving the settable clock past a lot's expiry moves the balance, the expiry run, the time of
+    what is published, a redemption and an adjustment with it: nothing in points reads the system
+    clock."""
+    points = await points_factory(LOYALTY_SETTABLE_CLOCK="true")
+    member = unique("M")
+    await earn(points, member, "100.00")
+    await earn(points, member, "30.00", time=datetime.now(UTC) + timedelta(days=200))
+    later = datetime.now(UTC) + timedelta(days=380)
+    async with points.client(CRM_KEY) as crm:
+        moved = await crm.put("/v1/clock", json={"now": later.isoformat()})
+        assert moved.status_code == 200, moved.text
+        balance = (await crm.get(f"/v1/members/{member}/points")).json()
+        assert datetime.fromisoformat(balance["as_of"]) >= later
+        assert balance["available"] == 30, "the first lot has expired by the service's clock"
+        run = await crm.post("/v1/expiry-runs")
+        assert run.json() == {"members": 1, "lots": 1, "points": 100}, run.text
+        redeemed = await crm.post(
+            f"/v1/members/{member}/points/redemptions",
+            json={"points": 10, "description": "mug"},
+            headers={"Idempotency-Key": unique("k")},
+        )
+        assert redeemed.status_code == 201, redeemed.text
+        assert datetime.fromisoformat(redeemed.json()["created_at"]) >= later
+        adjusted = await crm.post(
+            f"/v1/members/{member}/points/adjustments",
+            json={"points": 5, "reason": "goodwill", "actor": "am-1"},
+            headers={"Idempotency-Key": unique("k")},
+        )
+        assert adjusted.status_code == 201, adjusted.text
+        assert datetime.fromisoformat(adjusted.json()["created_at"]) >= later
+    [expired] = await wait_events(points, member, "points.expired", 1)
+    assert datetime.fromisoformat(expired["time"]) >= later
+    await points.assert_ledger_consistent()
+
+
 # --- 7. rules versions and pending points -------------------------------------------------------
 
 

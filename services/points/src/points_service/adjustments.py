@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime
+from datetime import datetime
 
 from pydantic import BaseModel, Field, field_validator
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from loyalty_shared.clock import now as clock_now
 from loyalty_shared.events import PointsAdjusted
 from loyalty_shared.idempotency import fingerprint
 from points_service import domain
@@ -55,7 +56,7 @@ async def adjust(
     existing = await find_replay(session, Adjustment, member_id, key, request_hash)
     if existing is not None:
         return _result(existing), False
-    now = datetime.now(UTC)
+    now = clock_now(session)
     adjustment_id = str(uuid.uuid4())
     lot_id = None
     if request.points > 0:

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 from decimal import Decimal
 
 from pydantic import BaseModel
 from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from loyalty_shared.clock import now as clock_now
 from loyalty_shared.pagination import decode_cursor, encode_cursor
 from points_service import domain
 from points_service.models import LedgerEntry
@@ -76,7 +77,7 @@ _OPEN_LOTS = text(
 
 
 async def member_balance(session: AsyncSession, member_id: str) -> PointsBalance:
-    now = datetime.now(UTC)
+    now = clock_now(session)
     row = (await session.execute(_ACCOUNT_AND_TOTALS, {"member_id": member_id})).one()
     lots = [
         domain.Lot(r.id, r.remaining, r.available_at, r.expires_at)

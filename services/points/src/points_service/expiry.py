@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 
 from pydantic import BaseModel
 from sqlalchemy import select, update
@@ -68,7 +68,7 @@ async def expire_member(session: AsyncSession, member_id: str, now: datetime) ->
 
 async def run_expiry(rt: Runtime, now: datetime | None = None) -> ExpiryRun:
     """Expire everything due at ``now``, a bounded number of members per transaction."""
-    moment = now or datetime.now(UTC)
+    moment = now or rt.clock.now()
     total = ExpiryRun(members=0, lots=0, points=0)
     while True:
         async with rt.unit_of_work() as session:

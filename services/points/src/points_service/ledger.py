@@ -15,6 +15,7 @@ from sqlalchemy import select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from loyalty_shared.clock import now as clock_now
 from loyalty_shared.db import defer_insert
 from loyalty_shared.envelope import new_event
 from loyalty_shared.errors import Conflict
@@ -196,5 +197,7 @@ def rules_from_row(row: EarningRuleSet) -> domain.EarningRules:
 
 
 async def publish(session: AsyncSession, event_type: str, data: BaseModel, member_id: str) -> None:
-    event = new_event(event_type, SOURCE, member_id, data, dataschema=schema_uri(event_type))
+    event = new_event(
+        event_type, SOURCE, member_id, data, time=clock_now(session), dataschema=schema_uri(event_type)
+    )
     await add_to_outbox(session, kit, POINTS_TOPIC, event)

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime
+from datetime import datetime
 
 from pydantic import BaseModel, Field
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from loyalty_shared.clock import now as clock_now
 from loyalty_shared.events import PointsRedeemed
 from loyalty_shared.idempotency import fingerprint
 from points_service.ledger import append_entry, find_replay, lock_account, publish, spend
@@ -39,7 +40,7 @@ async def redeem(
     existing = await find_replay(session, Redemption, member_id, key, request_hash)
     if existing is not None:
         return _result(existing), False
-    now = datetime.now(UTC)
+    now = clock_now(session)
     available = await spend(session, account, request.points, now)
     redemption = Redemption(
         id=str(uuid.uuid4()),

@@ -9,12 +9,12 @@ available lots; what is already spent becomes a debt or is forgiven, as the rule
 from __future__ import annotations
 
 import logging
-from datetime import UTC, datetime
 
 from sqlalchemy import select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from loyalty_shared.clock import now as clock_now
 from loyalty_shared.envelope import CloudEvent
 from loyalty_shared.events import OrderCancelled, OrderRefunded, PointsReversed
 from loyalty_shared.messaging.consumer import PermanentEventError
@@ -103,7 +103,7 @@ async def _take_back(
         await session.flush()
         return
     rules = await current_rules(session)
-    now = min(event.time, datetime.now(UTC))
+    now = min(event.time, clock_now(session))
     lots = await open_lots(session, account.member_id)
     order_lot_id = await session.scalar(
         select(Lot.id).where(Lot.order_id == order.order_id, Lot.source == "order")
