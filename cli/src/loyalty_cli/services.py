@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import importlib
 from dataclasses import dataclass
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -14,6 +16,19 @@ class ServiceSpec:
     @property
     def database(self) -> str:
         return self.name
+
+    @property
+    def consumer_group(self) -> str:
+        return str(self._definition.consumer_group)
+
+    @property
+    def consumes(self) -> tuple[str, ...]:
+        return tuple(self._definition.consumes)
+
+    @property
+    def _definition(self) -> Any:
+        """The service's own ServiceDefinition (imported only when asked for)."""
+        return importlib.import_module(f"{self.package}.app").DEFINITION
 
 
 SERVICES: tuple[ServiceSpec, ...] = (
