@@ -9,7 +9,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 from typing import Any
 
@@ -18,6 +17,7 @@ from harness import (
     Infra,
     PointsService,
     cancelled,
+    consumed,
     eventually,
     paid,
     publish,
@@ -57,11 +57,9 @@ async def test_duplicate_delivery_changes_state_once(points: PointsService) -> N
     marker = paid(member, unique("O"), "1.00")
     await publish(points.infra, points.prefix + "orders", [marker])
 
-    await eventually(lambda: earned(points, member), what="orders processed")
-    await eventually(
-        lambda: count(points, "SELECT count(*) FROM orders WHERE member_id = $1", member), what="both orders"
-    )
-    await asyncio.sleep(1)
+    # The marker is on the same partition (same member), after every copy: once it is in the inbox,
+    # every copy before it has been handled.
+    await eventually(lambda: consumed(points, event, same_order_new_id, marker), what="all copies handled")
     assert await earned(points, member) == 251
     assert await count(points, "SELECT count(*) FROM ledger_entries WHERE member_id = $1", member) == 2
     assert await metric(points, "loyalty_events_consumed_total", outcome="duplicate") >= 2
@@ -209,8 +207,10 @@ async def test_dead_letters_can_be_replayed_once_the_cause_is_fixed(points: Poin
         await replay(producer, letters)  # a second replay is harmless: the inbox has the event id
     finally:
         await producer.stop()
-    await asyncio.sleep(1.5)
-    assert await earned(points, member) == 50
+    marker = paid(member, unique("O"), "1.00")  # after the second replay on the member's partition
+    await publish(infra, points.prefix + "orders", [marker])
+    await eventually(lambda: consumed(points, marker), what="the second replay handled")
+    assert await earned(points, member) == 50 + 1  # the refund once, and the marker's point
     await points.assert_ledger_consistent()
 
 

@@ -518,8 +518,9 @@ async def test_poison_order_events_are_dead_lettered_and_the_consumer_keeps_goin
         ),
     )
     not_theirs = refunded(someone_else, paid_order, "R-other", "5.00")
+    too_much = refunded(member, paid_order, "R-big", "100.01")  # more than the 100.00 paid
     good_after = paid(member, unique("O"), "200.00")
-    poison = [in_usd, orphan_refund, orphan_cancel, refund_in_usd, not_theirs]
+    poison = [orphan_refund, orphan_cancel, refund_in_usd, not_theirs, too_much]
     await publish(
         tiers.infra,
         tiers.prefix + "orders",
@@ -527,33 +528,36 @@ async def test_poison_order_events_are_dead_lettered_and_the_consumer_keeps_goin
             good_before,
             (member, json.dumps(bad_schema).encode()),
             # on the member's partition (key), so the offsets follow this order
+            in_usd,
             *[(member, event.to_bytes()) for event in poison],
             good_after,
         ],
     )
-    await eventually(lambda: consumed(tiers, good_before, good_after), what="good orders processed")
+    await eventually(lambda: consumed(tiers, good_before, in_usd, good_after), what="good orders processed")
     letters = await eventually(lambda: dead_letters(tiers, 6), what="six dead letters")
     assert len(letters) == 6
     by_offset = sorted(letters, key=lambda d: d.original_offset)
     errors = [d.error for d in by_offset]
     assert "amount" in errors[0] and "decimal string" in errors[0] and by_offset[0].attempts == 0
     assert errors[1:] == [
-        f"PermanentEventError: order {in_usd.data['order_id']} is in USD; tiers qualify on EUR spend",
-        f"PermanentEventError: order {orphan_refund.data['order_id']} was never paid here (no order.paid seen)",
-        f"PermanentEventError: order {orphan_cancel.data['order_id']} was never paid here (no order.paid seen)",
-        f"PermanentEventError: order {paid_order} was paid in EUR, not USD",
-        f"PermanentEventError: order {paid_order} belongs to member {member}, not {someone_else}",
+        f"InvalidOrderEvent: order {orphan_refund.data['order_id']} was never paid here (no order.paid seen)",
+        f"InvalidOrderEvent: order {orphan_cancel.data['order_id']} was never paid here (no order.paid seen)",
+        f"InvalidOrderEvent: order {paid_order} was paid in EUR, not USD",
+        f"InvalidOrderEvent: order {paid_order} belongs to member {member}, not {someone_else}",
+        f"InvalidOrderEvent: refund exceeds amount paid: refund R-big of 100.01 would bring the "
+        f"refunded total of order {paid_order} to 100.01, more than the 100.00 EUR paid",
     ]
     assert [d.attempts for d in by_offset[1:]] == [1, 1, 1, 1, 1]  # permanent: no retries
     assert by_offset[0].value == json.dumps(bad_schema).encode()  # the original bytes
     assert [d.value for d in by_offset[1:]] == [event.to_bytes() for event in poison]
     assert all(d.original_topic == tiers.prefix + "orders" for d in letters)
 
+    # An order in another currency than the ladder's is valid: it is kept, counting nothing.
     view = await tier(tiers, member)
     assert (view["qualifying_spend"], view["qualifying_orders"]) == ("300.00", 2)
     assert (
         await tiers.scalar(
-            "SELECT count(*) FROM qualifying_orders WHERE order_id = $1", in_usd.data["order_id"]
+            "SELECT qualifying FROM qualifying_orders WHERE order_id = $1", in_usd.data["order_id"]
         )
         == 0
     )

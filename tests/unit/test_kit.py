@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -14,6 +15,7 @@ from loyalty_shared.clock import Clock
 from loyalty_shared.envelope import InvalidEvent, new_event, parse_event
 from loyalty_shared.errors import Conflict
 from loyalty_shared.events import OrderPaid
+from loyalty_shared.messaging.deadletters import MAX_DEAD_LETTER_BYTES, dead_letter_value
 from loyalty_shared.observability import JsonFormatter
 from loyalty_shared.settings import KafkaSettings, ServiceSettings
 
@@ -124,6 +126,13 @@ def test_database_url_must_be_postgresql(monkeypatch: pytest.MonkeyPatch) -> Non
         ServiceSettings()
 
 
+@pytest.fixture(autouse=True)
+def no_ambient_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Settings tests see only what they set: no LOYALTY_* variable of the shell or of CI."""
+    for name in [name for name in os.environ if name.startswith("LOYALTY_")]:
+        monkeypatch.delenv(name)
+
+
 def test_producer_settings_follow_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     assert KafkaSettings().producer_kwargs()["enable_idempotence"] is True
     assert KafkaSettings().producer_kwargs()["acks"] == "all"
@@ -152,3 +161,13 @@ def test_json_logs_are_one_object_per_line_with_extras() -> None:
     line = JsonFormatter().format(record)
     entry = json.loads(line)
     assert entry["message"] == "hello world" and entry["consumer"] == "c1" and entry["level"] == "INFO"
+
+
+def test_a_dead_letter_keeps_the_first_bytes_of_an_event_too_big_for_the_broker() -> None:
+    small = b"x" * 100
+    assert dead_letter_value(small) == (small, [])
+    assert dead_letter_value(None) == (None, [])
+    huge = b"y" * (MAX_DEAD_LETTER_BYTES + 10)
+    value, headers = dead_letter_value(huge)
+    assert value == huge[:MAX_DEAD_LETTER_BYTES]
+    assert headers == [("dlq.original.bytes", str(len(huge)).encode())]

@@ -15,6 +15,8 @@ from typing import Any, Literal
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
 
 CONTENT_TYPE = "application/cloudevents+json; charset=utf-8"
+# The largest event (its bytes on the topic) a consumer takes; a bigger one is dead-lettered unread.
+MAX_EVENT_BYTES = 256 * 1024
 
 
 class InvalidEvent(ValueError):
@@ -64,6 +66,8 @@ def parse_event(raw: bytes | None) -> CloudEvent:
     """Parse structured-mode bytes into a CloudEvent, or raise InvalidEvent saying why."""
     if raw is None:
         raise InvalidEvent("empty message (tombstone)")
+    if len(raw) > MAX_EVENT_BYTES:
+        raise InvalidEvent(f"event of {len(raw)} bytes; the limit is {MAX_EVENT_BYTES} bytes")
     try:
         obj = json.loads(raw)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:

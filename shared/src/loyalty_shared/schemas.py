@@ -16,6 +16,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from loyalty_shared.envelope import MAX_EVENT_BYTES
 from loyalty_shared.events import EVENT_TYPES, SCHEMA_VERSION, TOPICS, schema_uri
 from loyalty_shared.events.orders import ORDERS_TOPIC
 
@@ -64,7 +65,8 @@ def event_schema(event_type: str) -> dict[str, Any]:
         "description": (doc + "\n\n" if doc else "")
         + (
             f"A CloudEvents 1.0 event of type {event_type!r} in structured JSON mode "
-            f"(content type {MESSAGE_CONTENT_TYPE}), schema version {SCHEMA_VERSION}."
+            f"(content type {MESSAGE_CONTENT_TYPE}), schema version {SCHEMA_VERSION}, at most "
+            f"{MAX_EVENT_BYTES} bytes: a consumer dead-letters a bigger event unread."
         ),
         "type": "object",
         "properties": {

@@ -7,11 +7,22 @@ from itertools import pairwise
 
 import pytest
 
-from points_service.domain import RefundExceedsPaid, refunded_total_after, reversal_due
+from loyalty_shared.events import OrderRefunded
+from loyalty_shared.orders import PaidOrder, check_refund
+from points_service.domain import RefundExceedsPaid, reversal_due
 
 
 def d(value: str) -> Decimal:
     return Decimal(value)
+
+
+def refunded_total_after(amount: Decimal, refunded: Decimal, refund: Decimal) -> Decimal:
+    """The refunded total once ``refund`` is counted, after the kit's rule for order events
+    (loyalty_shared.orders, unit-tested in tests/unit/test_order_rules.py) let it through."""
+    order = PaidOrder("O-1", "M-1", "EUR", amount, refunded)
+    data = {"order_id": "O-1", "member_id": "M-1", "currency": "EUR", "refund_id": "R-1"}
+    check_refund(order, OrderRefunded.model_validate({**data, "amount": str(refund)}))
+    return refunded + refund
 
 
 def refund_in_steps(points: int, amount: Decimal, refunds: list[Decimal]) -> list[int]:
@@ -28,70 +39,6 @@ def refund_in_steps(points: int, amount: Decimal, refunds: list[Decimal]) -> lis
         assert reversed_so_far <= points
         cumulative.append(reversed_so_far)
     return cumulative
-
-
-# --- refunded_total_after ------------------------------------------------------------------
-
-
-def test_refunds_add_up() -> None:
-    assert refunded_total_after(d("100.00"), d("0"), d("30.00")) == d("30.00")
-    assert refunded_total_after(d("100.00"), d("30.00"), d("70.00")) == d("100.00")
-
-
-def test_a_refund_may_bring_the_total_to_exactly_the_amount_paid() -> None:
-    assert refunded_total_after(d("99.99"), d("66.66"), d("33.33")) == d("99.99")
-
-
-def test_addition_is_exact_even_with_many_digits() -> None:
-    amount = d("1234567890123456789012345678.90")
-    assert refunded_total_after(amount, d("0.01"), d("1234567890123456789012345678.89")) == amount
-
-
-def test_refund_beyond_the_amount_paid_is_refused_with_the_figures() -> None:
-    with pytest.raises(RefundExceedsPaid) as caught:
-        refunded_total_after(d("100.00"), d("60.00"), d("40.01"))
-    message = str(caught.value)
-    assert "40.01" in message
-    assert "100.01" in message
-    assert "100.00" in message
-    assert caught.value.amount == d("100.00")
-    assert caught.value.refunded_total == d("100.01")
-    assert caught.value.refund == d("40.01")
-
-
-def test_refund_exceeds_paid_is_a_value_error() -> None:
-    assert issubclass(RefundExceedsPaid, ValueError)
-    with pytest.raises(ValueError):
-        refunded_total_after(d("10"), d("10"), d("0.01"))
-
-
-def test_any_refund_on_a_zero_amount_order_exceeds_it() -> None:
-    with pytest.raises(RefundExceedsPaid):
-        refunded_total_after(d("0"), d("0"), d("0.01"))
-
-
-def test_an_already_overrefunded_order_is_refused() -> None:
-    with pytest.raises(RefundExceedsPaid):
-        refunded_total_after(d("10"), d("11"), d("1"))
-
-
-@pytest.mark.parametrize(
-    ("amount", "so_far", "refund", "fragment"),
-    [
-        (d("-1"), d("0"), d("1"), "amount"),
-        (d("10"), d("-1"), d("1"), "refunded_so_far"),
-        (d("10"), d("0"), d("-1"), "refund"),
-        (d("10"), d("0"), d("0"), "more than 0"),
-        (d("10"), d("0"), d("NaN"), "refund"),
-        (d("Infinity"), d("0"), d("1"), "amount"),
-        (d("10"), d("0"), 1.5, "Decimal"),
-    ],
-)
-def test_refunded_total_after_refuses_bad_figures(
-    amount: Decimal, so_far: Decimal, refund: Decimal, fragment: str
-) -> None:
-    with pytest.raises(ValueError, match=fragment):
-        refunded_total_after(amount, so_far, refund)
 
 
 # --- reversal_due: single steps ------------------------------------------------------------

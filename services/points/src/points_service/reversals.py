@@ -10,14 +10,13 @@ from __future__ import annotations
 
 import logging
 
-from sqlalchemy import select, update
-from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from loyalty_shared.clock import now as clock_now
 from loyalty_shared.envelope import CloudEvent
 from loyalty_shared.events import OrderCancelled, OrderRefunded, PointsReversed
-from loyalty_shared.messaging.consumer import PermanentEventError
+from loyalty_shared.orders import PaidOrder, check_cancel, check_refund
 from points_service import domain
 from points_service.ledger import (
     AccountState,
@@ -36,40 +35,35 @@ log = logging.getLogger(__name__)
 
 async def reverse_for_refund(session: AsyncSession, event: CloudEvent, refund: OrderRefunded) -> None:
     account = await lock_account(session, refund.member_id)
-    order = await _paid_order(session, refund.order_id, refund.member_id, refund.currency)
-    if order.cancelled:
-        log.info("refund %s of cancelled order %s: nothing left to reverse", refund.refund_id, order.order_id)
-        return
-    recorded = await session.execute(
-        insert(Refund)
-        .values(order_id=order.order_id, refund_id=refund.refund_id, amount=refund.amount, points_reversed=0)
-        .on_conflict_do_nothing()
-        .returning(Refund.refund_id)
-    )
-    if recorded.first() is None:
+    order = await session.get(Order, refund.order_id, with_for_update=True)
+    if order is not None and await _refund_applied(session, order.order_id, refund.refund_id):
         log.info("refund %s of order %s already applied", refund.refund_id, order.order_id)
         return
-    try:
-        refunded_total = domain.refunded_total_after(order.amount, order.refunded_total, refund.amount)
-    except domain.RefundExceedsPaid as exc:
-        raise PermanentEventError(str(exc)) from exc
-    due = domain.reversal_due(order.points_earned, order.amount, refunded_total, order.points_reversed)
-    order.refunded_total = refunded_total
-    await session.execute(
-        update(Refund)
-        .where(Refund.order_id == order.order_id, Refund.refund_id == refund.refund_id)
-        .values(points_reversed=due)
+    check_refund(_known(order), refund)
+    assert order is not None
+    order.refunded_total += refund.amount
+    due = 0
+    if order.cancelled:
+        log.info("refund %s of cancelled order %s: nothing left to reverse", refund.refund_id, order.order_id)
+    else:
+        due = domain.reversal_due(
+            order.points_earned, order.amount, order.refunded_total, order.points_reversed
+        )
+    session.add(
+        Refund(order_id=order.order_id, refund_id=refund.refund_id, amount=refund.amount, points_reversed=due)
     )
     reason = (
         f"refund {refund.refund_id} of order {order.order_id} "
-        f"(refunded {refunded_total} of {order.amount} {order.currency})"
+        f"(refunded {order.refunded_total} of {order.amount} {order.currency})"
     )
     await _take_back(session, event, account, order, due, reason, refund.refund_id)
 
 
 async def reverse_for_cancel(session: AsyncSession, event: CloudEvent, cancel: OrderCancelled) -> None:
     account = await lock_account(session, cancel.member_id)
-    order = await _paid_order(session, cancel.order_id, cancel.member_id, cancel.currency)
+    order = await session.get(Order, cancel.order_id, with_for_update=True)
+    check_cancel(_known(order), cancel)
+    assert order is not None
     if order.cancelled:
         log.info("order %s already cancelled; event %s ignored", order.order_id, event.id)
         return
@@ -78,15 +72,18 @@ async def reverse_for_cancel(session: AsyncSession, event: CloudEvent, cancel: O
     await _take_back(session, event, account, order, due, f"order {order.order_id} cancelled", None)
 
 
-async def _paid_order(session: AsyncSession, order_id: str, member_id: str, currency: str) -> Order:
-    order = await session.get(Order, order_id, with_for_update=True)
+def _known(order: Order | None) -> PaidOrder | None:
+    """The order as the kit's rule for order events sees it."""
     if order is None:
-        raise PermanentEventError(f"order {order_id} was never paid here (no order.paid seen)")
-    if order.member_id != member_id:
-        raise PermanentEventError(f"order {order_id} belongs to member {order.member_id}, not {member_id}")
-    if order.currency != currency:
-        raise PermanentEventError(f"order {order_id} was paid in {order.currency}, not {currency}")
-    return order
+        return None
+    return PaidOrder(order.order_id, order.member_id, order.currency, order.amount, order.refunded_total)
+
+
+async def _refund_applied(session: AsyncSession, order_id: str, refund_id: str) -> bool:
+    found = await session.scalar(
+        select(Refund.refund_id).where(Refund.order_id == order_id, Refund.refund_id == refund_id)
+    )
+    return found is not None
 
 
 async def _take_back(

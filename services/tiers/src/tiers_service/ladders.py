@@ -68,7 +68,7 @@ class EvaluationBody(BaseModel):
 class LadderBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    currency: Currency = Field(description="the currency of thresholds; orders in others are quarantined")
+    currency: Currency = Field(description="the currency of thresholds; orders in others count nothing")
     tiers: list[TierBody] = Field(min_length=1, max_length=50, description="lowest rank first")
     window: WindowBody = Field(default_factory=WindowBody)
     evaluation: EvaluationBody = Field(default_factory=EvaluationBody)

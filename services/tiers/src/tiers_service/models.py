@@ -68,7 +68,8 @@ class Member(Base):
 
 
 class QualifyingOrder(Base):
-    """An order's qualifying spend; refunds lower ``refunded``, a cancel takes the order out."""
+    """An order's qualifying spend; refunds lower it by ``refunded`` (and add their money to
+    ``refunded_amount``), a cancel takes the order out."""
 
     __tablename__ = "qualifying_orders"
     order_id: Mapped[str] = mapped_column(String(64), primary_key=True)
@@ -76,7 +77,8 @@ class QualifyingOrder(Base):
     currency: Mapped[str] = mapped_column(String(3))
     amount: Mapped[Decimal] = mapped_column(Money)
     qualifying: Mapped[Decimal] = mapped_column(Money)
-    refunded: Mapped[Decimal] = mapped_column(Money, server_default=text("0"))
+    refunded: Mapped[Decimal] = mapped_column(Money, server_default=text("0"))  # qualifying spend
+    refunded_amount: Mapped[Decimal] = mapped_column(Money, server_default=text("0"))  # money
     paid_at: Mapped[datetime] = mapped_column(Timestamp)
     cancelled_at: Mapped[datetime | None] = mapped_column(Timestamp)
     __table_args__ = (

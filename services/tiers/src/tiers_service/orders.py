@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import replace
+from decimal import Decimal
 
 from sqlalchemy import select, update
 from sqlalchemy.dialects.postgresql import insert
@@ -14,7 +15,7 @@ from loyalty_shared.clock import now as clock_now
 from loyalty_shared.envelope import CloudEvent
 from loyalty_shared.events import OrderCancelled, OrderPaid, OrderRefunded
 from loyalty_shared.events.orders import OrderLine
-from loyalty_shared.messaging.consumer import PermanentEventError
+from loyalty_shared.orders import PaidOrder, check_cancel, check_refund
 from tiers_service import domain
 from tiers_service.evaluations import run_due_steps
 from tiers_service.ladders import current_ladder
@@ -42,10 +43,15 @@ def _lines(lines: list[OrderLine]) -> list[domain.Line]:
 
 async def qualify_order(session: AsyncSession, event: CloudEvent, order: OrderPaid) -> None:
     ladder = await current_ladder(session)
+    qualifying = domain.order_qualifying(order.amount, _lines(order.lines), ladder.excluded_categories)
     if order.currency != ladder.currency:
-        raise PermanentEventError(
-            f"order {order.order_id} is in {order.currency}; tiers qualify on {ladder.currency} spend"
+        log.info(
+            "order %s is in %s; it counts nothing toward %s tiers",
+            order.order_id,
+            order.currency,
+            ladder.currency,
         )
+        qualifying = Decimal(0)
     now = clock_now(session)
     standing = await lock_standing(session, order.member_id)
     inserted = await session.execute(
@@ -55,9 +61,7 @@ async def qualify_order(session: AsyncSession, event: CloudEvent, order: OrderPa
             "member_id": order.member_id,
             "currency": order.currency,
             "amount": order.amount,
-            "qualifying": domain.order_qualifying(
-                order.amount, _lines(order.lines), ladder.excluded_categories
-            ),
+            "qualifying": qualifying,
             "paid_at": event.time,
         },
     )
@@ -90,28 +94,17 @@ def _with_order(change: domain.Change, order_id: str) -> domain.Change:
     return replace(change, figures={**change.figures, "order_id": order_id})
 
 
-async def _counted_order(session: AsyncSession, order_id: str, member_id: str) -> QualifyingOrder:
-    row = await session.get(QualifyingOrder, order_id, with_for_update=True)
+def _known(row: QualifyingOrder | None) -> PaidOrder | None:
+    """The order as the kit's rule for order events sees it."""
     if row is None:
-        raise PermanentEventError(f"order {order_id} was never paid here (no order.paid seen)")
-    if row.member_id != member_id:
-        raise PermanentEventError(f"order {order_id} belongs to member {row.member_id}, not {member_id}")
-    return row
+        return None
+    return PaidOrder(row.order_id, row.member_id, row.currency, row.amount, row.refunded_amount)
 
 
 async def unqualify_refund(session: AsyncSession, event: CloudEvent, refund: OrderRefunded) -> None:
     ladder = await current_ladder(session)
-    order = await _counted_order(session, refund.order_id, refund.member_id)
-    if order.currency != refund.currency:
-        raise PermanentEventError(
-            f"order {order.order_id} was paid in {order.currency}, not {refund.currency}"
-        )
-    seen = await session.scalar(
-        select(QualifyingRefund.refund_id).where(
-            QualifyingRefund.order_id == order.order_id, QualifyingRefund.refund_id == refund.refund_id
-        )
-    )
-    if seen is not None:
+    order = await session.get(QualifyingOrder, refund.order_id, with_for_update=True)
+    if order is not None and await _refund_counted(session, order.order_id, refund.refund_id):
         log.info(
             "refund %s of order %s already counted; event %s ignored",
             refund.refund_id,
@@ -119,6 +112,8 @@ async def unqualify_refund(session: AsyncSession, event: CloudEvent, refund: Ord
             event.id,
         )
         return
+    check_refund(_known(order), refund)
+    assert order is not None
     taken = domain.refund_qualifying(
         refund.amount,
         _lines(refund.lines),
@@ -133,11 +128,22 @@ async def unqualify_refund(session: AsyncSession, event: CloudEvent, refund: Ord
         )
     )
     order.refunded += taken
+    order.refunded_amount += refund.amount
     await session.flush()
 
 
+async def _refund_counted(session: AsyncSession, order_id: str, refund_id: str) -> bool:
+    found = await session.scalar(
+        select(QualifyingRefund.refund_id).where(
+            QualifyingRefund.order_id == order_id, QualifyingRefund.refund_id == refund_id
+        )
+    )
+    return found is not None
+
+
 async def unqualify_cancel(session: AsyncSession, event: CloudEvent, cancel: OrderCancelled) -> None:
-    await _counted_order(session, cancel.order_id, cancel.member_id)
+    order = await session.get(QualifyingOrder, cancel.order_id, with_for_update=True)
+    check_cancel(_known(order), cancel)
     await session.execute(
         update(QualifyingOrder)
         .where(QualifyingOrder.order_id == cancel.order_id, QualifyingOrder.cancelled_at.is_(None))

@@ -5,6 +5,9 @@ from pydantic import BaseModel, ConfigDict, Field
 from loyalty_shared.events.types import Currency, MemberId, Money, PositiveMoney
 
 ORDERS_TOPIC = "orders"
+# The most lines an order event may carry (an order with more is dead-lettered); with the byte limit
+# of every event (loyalty_shared.envelope.MAX_EVENT_BYTES) it bounds what one event costs to handle.
+MAX_ORDER_LINES = 500
 
 
 class OrderLine(BaseModel):
@@ -22,7 +25,7 @@ class _OrderEvent(BaseModel):
     order_id: str = Field(min_length=1, max_length=64)
     member_id: MemberId
     currency: Currency
-    lines: list[OrderLine] = Field(default_factory=list)
+    lines: list[OrderLine] = Field(default_factory=list, max_length=MAX_ORDER_LINES)
     channel: str = Field(default="web", max_length=32)
 
 

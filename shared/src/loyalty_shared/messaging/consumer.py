@@ -39,7 +39,7 @@ from loyalty_shared import failpoints
 from loyalty_shared.db import KitTables, deferred_mark, discard_deferred
 from loyalty_shared.envelope import CloudEvent, InvalidEvent, describe_validation_error, parse_event
 from loyalty_shared.events import EVENT_TYPES
-from loyalty_shared.messaging.deadletters import dead_letter_headers, dead_letter_topic
+from loyalty_shared.messaging.deadletters import dead_letter_headers, dead_letter_topic, dead_letter_value
 from loyalty_shared.observability import BATCH_SECONDS, CONSUMER_LAG, EVENTS_CONSUMED
 from loyalty_shared.settings import ConsumerSettings, KafkaSettings
 
@@ -340,8 +340,9 @@ class ConsumerRunner:
         sends = []
         for letter in dead:
             record = letter.record
+            value, cut = dead_letter_value(record.value)
             headers = dead_letter_headers(
-                original_headers=list(record.headers or ()),
+                original_headers=[*(record.headers or ()), *cut],
                 error=letter.error,
                 attempts=letter.attempts,
                 consumer=self.name,
@@ -350,9 +351,7 @@ class ConsumerRunner:
                 offset=record.offset,
             )
             sends.append(
-                await self._producer.send(
-                    self._dlq_topic, value=record.value, key=record.key, headers=headers
-                )
+                await self._producer.send(self._dlq_topic, value=value, key=record.key, headers=headers)
             )
             log.warning(
                 "dead-lettered %s at %s[%s]@%s: %s",

@@ -17,6 +17,10 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer
 
 ERROR_LIMIT = 2000
+# A dead letter must fit the broker's message size limit (Apache Kafka's default is 1 MB); an original
+# bigger than this (it can only be a dead letter: see envelope.MAX_EVENT_BYTES) keeps its first bytes,
+# and the header dlq.original.bytes says how many it had. Such a letter cannot be replayed.
+MAX_DEAD_LETTER_BYTES = 512 * 1024
 
 
 def dead_letter_topic(consumer: str) -> str:
@@ -37,10 +41,19 @@ class DeadLetter:
     original_partition: int
     original_offset: int
     failed_at: str
+    original_bytes: int | None = None  # set when the value kept only the first bytes of the original
 
     @property
     def original_headers(self) -> list[tuple[str, bytes]]:
         return [(k, v) for k, v in self.headers if not k.startswith("dlq.")]
+
+
+def dead_letter_value(value: bytes | None) -> tuple[bytes | None, list[tuple[str, bytes]]]:
+    """The value a dead letter carries (the original, or its first bytes) and the header saying
+    it was cut."""
+    if value is None or len(value) <= MAX_DEAD_LETTER_BYTES:
+        return value, []
+    return value[:MAX_DEAD_LETTER_BYTES], [("dlq.original.bytes", str(len(value)).encode())]
 
 
 def dead_letter_headers(
@@ -81,6 +94,7 @@ def _from_record(record: Any) -> DeadLetter:
         original_partition=int(h.get("dlq.original.partition", "-1") or -1),
         original_offset=int(h.get("dlq.original.offset", "-1") or -1),
         failed_at=h.get("dlq.failed_at", ""),
+        original_bytes=int(h["dlq.original.bytes"]) if h.get("dlq.original.bytes") else None,
     )
 
 
@@ -124,6 +138,11 @@ async def replay(producer: Any, letters: Sequence[DeadLetter]) -> int:
     for letter in letters:
         if not letter.original_topic:
             raise ValueError(f"dead letter at offset {letter.offset} names no original topic")
+        if letter.original_bytes is not None:
+            raise ValueError(
+                f"dead letter at offset {letter.offset} kept only the first bytes of an event of "
+                f"{letter.original_bytes} bytes; it cannot be replayed"
+            )
         await producer.send_and_wait(
             letter.original_topic,
             value=letter.value,

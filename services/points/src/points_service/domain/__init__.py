@@ -18,7 +18,6 @@ from points_service.domain.lots import (
 )
 from points_service.domain.reversal import (
     RefundExceedsPaid,
-    refunded_total_after,
     reversal_due,
 )
 from points_service.domain.rules import (
@@ -46,7 +45,6 @@ __all__ = [
     "is_pending",
     "plan_redemption",
     "plan_reversal",
-    "refunded_total_after",
     "resolve_shortfall",
     "reversal_due",
     "settle_debt",

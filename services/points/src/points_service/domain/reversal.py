@@ -21,23 +21,6 @@ class RefundExceedsPaid(ValueError):
         )
 
 
-def refunded_total_after(amount: Decimal, refunded_so_far: Decimal, refund: Decimal) -> Decimal:
-    """The order's refunded total once this refund is counted.
-
-    Raises :class:`RefundExceedsPaid` when more would be refunded than was paid.
-    """
-    require_amount(amount, "amount")
-    require_amount(refunded_so_far, "refunded_so_far")
-    require_amount(refund, "refund")
-    if refund == 0:
-        raise ValueError("refund must be more than 0")
-    with localcontext(EXACT):
-        total = refunded_so_far + refund
-    if total > amount:
-        raise RefundExceedsPaid(amount, total, refund)
-    return total
-
-
 def reversal_due(points_earned: int, amount: Decimal, refunded_total: Decimal, already_reversed: int) -> int:
     """Points to take back now for an order refunded ``refunded_total`` of ``amount`` so far.
 
