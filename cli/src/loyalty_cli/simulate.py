@@ -1,6 +1,9 @@
-"""``loyalty simulate``: publish realistic key-account order events to the ``orders`` topic.
+"""``loyalty simulate``: publish realistic key-account order events to the ``orders`` topic, and
+show the busiest members' balances and tiers as the services work through them.
 
-``generate_orders`` is pure (no IO) and seeded, so the benchmark and the tests reuse it.
+With no flags it finds the running ``loyalty dev`` (its ``dev-platform.json``): the broker, the
+service URLs and the crm key. ``generate_orders`` is pure (no IO) and seeded, so the benchmark and
+the tests reuse it; the table (``render_table``) and the settling (``Settle``) are pure too.
 """
 
 from __future__ import annotations
@@ -9,15 +12,20 @@ import argparse
 import asyncio
 import os
 import random
+import shutil
 import sys
 import time
 import uuid
 from collections import Counter
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from decimal import Decimal
-from typing import Any
+from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
+from pathlib import Path
+from typing import Any, TextIO
 
+from loyalty_cli.dev import PLATFORM_FILE, LocalPlatform, default_home, read_platform
+from loyalty_cli.services import SERVICES
 from loyalty_shared.envelope import CloudEvent, new_event
 from loyalty_shared.events import (
     ORDERS_TOPIC,
@@ -30,7 +38,6 @@ from loyalty_shared.events import (
 
 CURRENCY = "EUR"
 DEFAULT_SOURCE = "loyalty-simulate"
-DEFAULT_BOOTSTRAP = "127.0.0.1:9092"
 
 # category: (sku prefix, lowest unit price in cents, highest unit price in cents, max quantity)
 CATEGORIES: dict[str, tuple[str, int, int, int]] = {
@@ -274,18 +281,36 @@ def generate_orders(
 
 # --- the command --------------------------------------------------------------------------------
 
+POLL_S = 0.5  # how often the services are asked while watching
+LOG_EVERY_S = 5.0  # how often the table is printed when stdout is not a terminal
+QUIET_S = 3.0  # settled: nothing changed for this long, with every member seen by every service
+UNSEEN_QUIET_S = 10.0  # ... or for this long while some service still has nothing for a member
+DEFAULT_WAIT_S = 60.0
+NOT_YET = "…"  # a figure the service does not have yet
+NONE = "-"  # a figure there is none of (service not reachable, no next tier)
+NOTHING_YET = "nothing yet (the service may not have processed the member's events yet)"
+
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = subparsers.add_parser(
         "simulate",
-        help="publish realistic order events to the orders topic",
+        help="publish realistic order events and watch balances and tiers move",
         description="Publish seeded, realistic key-account order events (paid, refunded, "
-        "cancelled) to the 'orders' topic, keyed by member id.",
+        "cancelled) to the 'orders' topic, keyed by member id, and show the busiest members' "
+        "balances and tiers as the services work through them. With no flags it uses the running "
+        "`loyalty dev` (its broker, its services and its crm key); each flag overrides one setting.",
+    )
+    parser.add_argument(
+        "--data-dir",
+        type=Path,
+        default=None,
+        help="the data directory of the `loyalty dev` to use (default: $LOYALTY_HOME or "
+        "~/.local/share/loyalty)",
     )
     parser.add_argument(
         "--bootstrap",
-        default=os.environ.get("LOYALTY_KAFKA_BOOTSTRAP_SERVERS", DEFAULT_BOOTSTRAP),
-        help="Kafka bootstrap servers (default: $LOYALTY_KAFKA_BOOTSTRAP_SERVERS or %(default)s)",
+        help="Kafka bootstrap servers (default: the running loyalty dev's broker, else "
+        "$LOYALTY_KAFKA_BOOTSTRAP_SERVERS)",
     )
     parser.add_argument("--members", type=_positive_int, default=DEFAULT_MEMBERS, help="default: %(default)s")
     parser.add_argument(
@@ -304,20 +329,41 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser.add_argument(
         "--idempotence",
         action=argparse.BooleanOptionalAction,
-        default=_env_flag("LOYALTY_KAFKA_ENABLE_IDEMPOTENCE"),
-        help="idempotent producer (default: off unless LOYALTY_KAFKA_ENABLE_IDEMPOTENCE=true; "
-        "tansu rejects it)",
+        default=None,
+        help="idempotent producer (default: as the running loyalty dev, else off unless "
+        "LOYALTY_KAFKA_ENABLE_IDEMPOTENCE=true; tansu rejects it)",
     )
-    parser.add_argument("--api", help="points service URL, e.g. http://127.0.0.1:8001")
-    parser.add_argument("--api-key", help="API key (crm scope) for --api and --tiers-api")
-    parser.add_argument("--tiers-api", help="tiers service URL, e.g. http://127.0.0.1:8002")
-    parser.add_argument("--tiers-api-key", help="API key (crm scope) for --tiers-api (default: --api-key)")
     parser.add_argument(
-        "--show",
-        type=_positive_int,
-        default=5,
-        help="members to show with --api/--tiers-api (default: 5)",
+        "--api-key", help="API key (crm scope) for every service (default: the running loyalty dev's crm key)"
     )
+    for source in SOURCES:
+        parser.add_argument(
+            source.flag,
+            dest=source.dest,
+            metavar="URL",
+            help=f"{source.service} service URL, e.g. {_example_url(source)} (default: the running "
+            "loyalty dev's)",
+        )
+        if source.key_flag:
+            parser.add_argument(
+                source.key_flag,
+                dest=source.key_dest,
+                metavar="KEY",
+                help=f"API key (crm scope) for {source.flag} (default: --api-key)",
+            )
+    parser.add_argument(
+        "--show", type=_positive_int, default=5, help="how many of the busiest members to show (default: 5)"
+    )
+    parser.add_argument(
+        "--wait",
+        type=float,
+        default=DEFAULT_WAIT_S,
+        metavar="SECONDS",
+        help="after publishing, wait at most this long for the figures to stop changing "
+        "(default: %(default).0f; 0: show them once)",
+    )
+    # The services' LOYALTY_TOPIC_PREFIX (several environments on one cluster; the tests use it).
+    parser.add_argument("--topic-prefix", default="", help=argparse.SUPPRESS)
     parser.set_defaults(func=run)
 
 
@@ -335,29 +381,234 @@ def _non_negative_int(text: str) -> int:
     return value
 
 
-def _env_flag(name: str) -> bool:
-    return os.environ.get(name, "").strip().lower() in {"1", "true", "yes", "on"}
+def _env_flag(value: str | None) -> bool:
+    return (value or "").strip().lower() in {"1", "true", "yes", "on"}
 
 
 def run(args: argparse.Namespace) -> int:
-    if args.rate < 0:
-        print("--rate must be 0 or more", file=sys.stderr)
+    if args.rate < 0 or args.wait < 0:
+        print("--rate and --wait must be 0 or more", file=sys.stderr)
+        return 2
+    data_dir = (args.data_dir or default_home()).expanduser().absolute()
+    try:
+        target = resolve(args, read_platform(data_dir), data_dir)
+    except NoPlatform as exc:
+        print(exc, file=sys.stderr)
         return 2
     seed = args.seed if args.seed is not None else random.SystemRandom().randrange(2**31)
     events = generate_orders(members=args.members, orders=args.orders, seed=seed)
     print(f"seed {seed}: {len(events)} events for {args.orders} orders, {args.members} members")
+    print(target.describe())
+    members = busiest_members(events, args.show)
     try:
-        asyncio.run(publish(events, args.bootstrap, args.rate, args.idempotence))
+        if not target.feeds or not members:
+            asyncio.run(publish(events, target.bootstrap, args.rate, target.idempotence, topic=target.topic))
+            print(counts(events, target.topic))
+        else:
+            shown = ", ".join(f"{feed.source.what} from {feed.url}" for feed in target.feeds)
+            print(f"{shown}, for the {len(members)} busiest members")
+            for feed in target.feeds:
+                if feed.source.legend:
+                    print(f"  {feed.source.legend}")
+            asyncio.run(publish_and_watch(events, target, members, args.rate, args.wait))
     except PublishError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    print_counts(events)
-    members = busiest_members(events, args.show)
-    if args.api:
-        show("balances", "points", args.api, args.api_key, members, _balance)
-    if args.tiers_api:
-        show("tiers", "tiers", args.tiers_api, args.tiers_api_key or args.api_key, members, _tier)
+    except KeyboardInterrupt:
+        print("\ninterrupted", file=sys.stderr)
+        return 130
     return 0
+
+
+# --- where to publish, and which services to show -----------------------------------------------
+
+
+@dataclass(frozen=True)
+class Source:
+    """One service's columns in the table: where a member's figures are and how they read.
+    A new service adds one entry to SOURCES (its flag, path and columns), nothing else."""
+
+    service: str  # its name in LocalPlatform.services
+    what: str  # the heading says "<what> from <URL>"
+    flag: str  # the option giving its URL
+    key_flag: str | None  # the option giving its own API key (else --api-key)
+    path: str  # a member's figures, with {member}
+    columns: tuple[tuple[str, str], ...]  # (heading, alignment "<" or ">")
+    cells: Callable[[dict[str, Any]], tuple[str, ...]]  # one per column, from a 200 body
+    seen: Callable[[dict[str, Any]], bool]  # the body shows some of the member's events
+    legend: str = ""  # what its columns mean, said once above the table
+
+    @property
+    def dest(self) -> str:
+        return self.flag.lstrip("-").replace("-", "_")
+
+    @property
+    def key_dest(self) -> str:
+        return (self.key_flag or "--api-key").lstrip("-").replace("-", "_")
+
+
+def _count(value: object) -> str:
+    return f"{value:,}" if isinstance(value, int) else str(value)
+
+
+def _whole(text: object, rounding: str = ROUND_FLOOR) -> str:
+    """A money amount in whole units: spend rounded down, what is missing rounded up."""
+    try:
+        return f"{Decimal(str(text)).to_integral_value(rounding):,}"
+    except ArithmeticError:
+        return str(text)
+
+
+def _points_cells(body: dict[str, Any]) -> tuple[str, ...]:
+    return _count(body.get("available")), _count(body.get("pending"))
+
+
+def _points_seen(body: dict[str, Any]) -> bool:
+    return any(body.get(k) for k in ("available", "pending", "debt", "lifetime_earned", "lifetime_reversed"))
+
+
+def _next_tier_gap(following: dict[str, Any] | None, currency: str) -> str:
+    if not following:
+        return NONE
+    gaps = []
+    if following.get("missing_spend") is not None:
+        gaps.append(f"{_whole(following['missing_spend'], ROUND_CEILING)} {currency}")
+    if following.get("missing_orders") is not None:
+        gaps.append(f"{following['missing_orders']} orders")
+    joiner = " or " if following.get("requires") == "any" else " and "
+    return f"{following.get('tier')}: {joiner.join(gaps) or 'met'}"
+
+
+def _tier_cells(body: dict[str, Any]) -> tuple[str, ...]:
+    currency = str(body.get("currency", ""))
+    return (
+        str(body.get("tier")),
+        f"{_whole(body.get('qualifying_spend'))} {currency}".rstrip(),
+        _count(body.get("qualifying_orders")),
+        _next_tier_gap(body.get("next_tier"), currency),
+    )
+
+
+SOURCES: tuple[Source, ...] = (
+    Source(
+        "points",
+        "balances",
+        "--api",
+        None,
+        "/v1/members/{member}/points",
+        (("available", ">"), ("pending", ">")),
+        _points_cells,
+        _points_seen,
+    ),
+    Source(
+        "tiers",
+        "tiers",
+        "--tiers-api",
+        "--tiers-api-key",
+        "/v1/members/{member}/tier",
+        (("tier", "<"), ("spend", ">"), ("orders", ">"), ("next tier: missing", "<")),
+        _tier_cells,
+        lambda body: bool(body.get("known", True)),
+        legend="spend, orders: what counts towards a tier (in the ladder's window)",
+    ),
+)
+
+
+def _example_url(source: Source) -> str:
+    ports = {spec.name: spec.port for spec in SERVICES}
+    return f"http://127.0.0.1:{ports.get(source.service, 8000)}"
+
+
+@dataclass(frozen=True)
+class Feed:
+    """A source to show, with where its service is and the key to read it with."""
+
+    source: Source
+    url: str
+    key: str | None
+
+    def headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.key}"} if self.key else {}
+
+
+@dataclass(frozen=True)
+class Target:
+    """Where simulate publishes and what it shows, from the flags and the running loyalty dev."""
+
+    bootstrap: str
+    idempotence: bool
+    topic: str
+    feeds: tuple[Feed, ...]
+    platform_dir: Path | None = None  # the loyalty dev it took settings from, if any
+
+    def describe(self) -> str:
+        where = f" (the loyalty dev running in {self.platform_dir})" if self.platform_dir else ""
+        producer = "idempotent producer" if self.idempotence else "producer without idempotence"
+        return f"publishing to '{self.topic}' on {self.bootstrap}{where}, {producer}"
+
+
+class NoPlatform(Exception):
+    """No running loyalty dev, and no flags saying where the platform is."""
+
+
+def resolve(
+    args: argparse.Namespace,
+    platform: LocalPlatform | None,
+    data_dir: Path,
+    environ: Mapping[str, str] = os.environ,
+) -> Target:
+    """Each setting from its flag, else from the running loyalty dev (``platform``), else from the
+    environment. No broker at all: NoPlatform, saying how to start one or where to point."""
+    settings: dict[str, Any] = {}  # what came from the running loyalty dev
+    local = platform or LocalPlatform("", False, {}, {})
+
+    def pick(name: str, flag: object, local_value: object) -> Any:
+        if flag not in (None, ""):
+            return flag
+        if local_value not in (None, ""):
+            settings[name] = local_value
+            return local_value
+        return None
+
+    bootstrap = pick("bootstrap", args.bootstrap, local.bootstrap)
+    bootstrap = bootstrap or environ.get("LOYALTY_KAFKA_BOOTSTRAP_SERVERS")
+    if not bootstrap:
+        raise NoPlatform(no_platform_hint(data_dir))
+    idempotence = pick("idempotence", args.idempotence, platform and platform.idempotence)
+    if idempotence is None:
+        idempotence = _env_flag(environ.get("LOYALTY_KAFKA_ENABLE_IDEMPOTENCE"))
+    feeds = []
+    for source in SOURCES:
+        url = pick(source.dest, getattr(args, source.dest, None), local.services.get(source.service))
+        if url:
+            own_key = getattr(args, source.key_dest, None) or args.api_key
+            feeds.append(Feed(source, url, pick("key", own_key, local.keys.get("crm"))))
+    return Target(
+        str(bootstrap),
+        bool(idempotence),
+        args.topic_prefix + ORDERS_TOPIC,
+        tuple(feeds),
+        platform_dir=data_dir if settings else None,
+    )
+
+
+def no_platform_hint(data_dir: Path) -> str:
+    flags = " ".join(f"{s.flag} {_example_url(s).replace('127.0.0.1', 'HOST')}" for s in SOURCES)
+    default = data_dir == default_home().expanduser().absolute()
+    return "\n".join(
+        [
+            f"error: no `loyalty dev` is running on {data_dir} (no live {PLATFORM_FILE} there),",
+            "and no --bootstrap says where else to publish. Start the local platform in another",
+            "terminal, then run this again:",
+            "    ./loyalty dev" + ("" if default else f" --data-dir {data_dir}"),
+            "For a platform elsewhere, say where it is:",
+            f"    ./loyalty simulate --bootstrap HOST:9092 {flags} --api-key CRM_KEY",
+            "(add --no-idempotence for tansu; --bootstrap alone publishes and shows nothing)",
+        ]
+    )
+
+
+# --- publishing ---------------------------------------------------------------------------------
 
 
 class PublishError(RuntimeError):
@@ -365,35 +616,51 @@ class PublishError(RuntimeError):
 
 
 class Progress:
-    """A plain-text progress bar on stderr, redrawn with \\r at most ten times a second."""
+    """How far publishing is. Drawn as a plain-text bar on stderr, redrawn with \\r at most ten
+    times a second on a terminal, unless ``draw`` is off (the live table shows it instead)."""
 
-    def __init__(self, total: int) -> None:
+    def __init__(self, total: int, *, draw: bool = True) -> None:
         self.total = total
+        self.done = 0
         self.started = time.monotonic()
+        self.finished: float | None = None
         self._drawn = 0.0
-        self._live = sys.stderr.isatty()
+        self._draw = draw
+        self._live = draw and sys.stderr.isatty()
+
+    def line(self) -> str:
+        width = 30
+        filled = width * self.done // self.total if self.total else width
+        rate = self.done / max((self.finished or time.monotonic()) - self.started, 1e-6)
+        bar = "#" * filled + "-" * (width - filled)
+        return f"[{bar}] {self.done}/{self.total} events  {rate:,.0f}/s"
 
     def update(self, done: int, force: bool = False) -> None:
+        self.done = done
         now = time.monotonic()
-        if not force and (not self._live or now - self._drawn < 0.1):
+        if not self._draw or (not force and (not self._live or now - self._drawn < 0.1)):
             return
         self._drawn = now
-        width = 30
-        filled = width * done // self.total if self.total else width
-        rate = done / max(now - self.started, 1e-6)
-        bar = "#" * filled + "-" * (width - filled)
-        sys.stderr.write(f"\r[{bar}] {done}/{self.total} events  {rate:,.0f}/s ")
+        sys.stderr.write(f"\r{self.line()} ")
         sys.stderr.flush()
 
     def finish(self, done: int) -> None:
         self.update(done, force=True)
-        sys.stderr.write("\n")
+        self.finished = time.monotonic()
+        if self._draw:
+            sys.stderr.write("\n")
 
 
 async def publish(
-    events: list[tuple[str, CloudEvent]], bootstrap: str, rate: float, idempotence: bool
+    events: list[tuple[str, CloudEvent]],
+    bootstrap: str,
+    rate: float,
+    idempotence: bool,
+    *,
+    topic: str = ORDERS_TOPIC,
+    progress: Progress | None = None,
 ) -> None:
-    """Publish to ``orders`` (key = member id), pacing ``order.paid`` events at ``rate`` per s."""
+    """Publish to ``topic`` (key = member id), pacing ``order.paid`` events at ``rate`` per s."""
     from aiokafka import AIOKafkaProducer
     from aiokafka.errors import KafkaError
 
@@ -411,15 +678,16 @@ async def publish(
         hint = " (tansu rejects the idempotent producer: use --no-idempotence)" if idempotence else ""
         raise PublishError(f"cannot connect to Kafka at {bootstrap}: {exc!r}{hint}") from exc
     try:
-        await _send_all(producer, events, rate)
+        await _send_all(producer, events, rate, topic, progress or Progress(len(events)))
     except KafkaError as exc:
         raise PublishError(f"publishing failed: {exc!r}") from exc
     finally:
         await producer.stop()
 
 
-async def _send_all(producer: Any, events: list[tuple[str, CloudEvent]], rate: float) -> None:
-    progress = Progress(len(events))
+async def _send_all(
+    producer: Any, events: list[tuple[str, CloudEvent]], rate: float, topic: str, progress: Progress
+) -> None:
     pending: list[asyncio.Future[Any]] = []
     paid = 0
     started = time.monotonic()
@@ -429,7 +697,7 @@ async def _send_all(producer: Any, events: list[tuple[str, CloudEvent]], rate: f
             if delay > 0:
                 await asyncio.sleep(delay)
             paid += 1
-        pending.append(await producer.send(ORDERS_TOPIC, event.to_bytes(), member_id.encode()))
+        pending.append(await producer.send(topic, event.to_bytes(), member_id.encode()))
         if len(pending) >= 500:
             await asyncio.gather(*pending)
             pending.clear()
@@ -438,11 +706,15 @@ async def _send_all(producer: Any, events: list[tuple[str, CloudEvent]], rate: f
     progress.finish(len(events))
 
 
-def print_counts(events: list[tuple[str, CloudEvent]]) -> None:
-    counts = Counter(event.type for _, event in events)
-    for kind in ("order.paid", "order.refunded", "order.cancelled"):
-        print(f"  {kind:<16} {counts.get(kind, 0):>7}")
-    print(f"  {'total':<16} {len(events):>7}  published to '{ORDERS_TOPIC}'")
+ORDER_EVENT_TYPES = ("order.paid", "order.refunded", "order.cancelled")
+
+
+def counts(events: list[tuple[str, CloudEvent]], topic: str = ORDERS_TOPIC) -> str:
+    """How many events of each type were published, as lines."""
+    by_type = Counter(event.type for _, event in events)
+    lines = [f"  {kind:<16} {by_type.get(kind, 0):>7}" for kind in ORDER_EVENT_TYPES]
+    lines.append(f"  {'total':<16} {len(events):>7}  published to '{topic}'")
+    return "\n".join(lines)
 
 
 def busiest_members(events: list[tuple[str, CloudEvent]], count: int) -> list[str]:
@@ -450,63 +722,207 @@ def busiest_members(events: list[tuple[str, CloudEvent]], count: int) -> list[st
     return [member for member, _ in paid.most_common(count)]
 
 
-def show(what: str, service: str, api: str, api_key: str | None, members: list[str], line: Any) -> None:
-    """Print ``line(client, member)`` for a few members; a service not up is not an error."""
+# --- watching the figures move ------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Reading:
+    """What one service says about one member: its cells, or why there are none."""
+
+    cells: tuple[str, ...] | None
+    note: str = ""
+    pending: bool = False  # the member's events may not have reached the service yet
+
+
+Snapshot = dict[tuple[str, str], Reading]  # (service, member) -> reading
+
+
+def reading(source: Source, status: int, body: object) -> Reading:
+    """A service's answer (status and JSON body, or text) as a reading; pure."""
+    if status == 200 and isinstance(body, dict):
+        if source.seen(body):
+            return Reading(source.cells(body))
+        return Reading(None, NOTHING_YET, pending=True)
+    if status == 404:
+        return Reading(None, NOTHING_YET, pending=True)
+    if status in (401, 403):
+        return Reading(None, f"HTTP {status}: the API key was refused (use the crm key)")
+    return Reading(None, f"HTTP {status}: {str(body)[:120]}")
+
+
+def render_table(members: Sequence[str], sources: Sequence[Source], snapshot: Snapshot) -> list[str]:
+    """The table (a heading, a row per member), then a note per service and problem; pure."""
+    heading = ["member", *(name for s in sources for name, _ in s.columns)]
+    aligns = ["<", *(align for s in sources for _, align in s.columns)]
+    got = {
+        (source.service, member): snapshot.get((source.service, member), Reading(None, pending=True))
+        for source in sources
+        for member in members
+    }
+    rows: list[list[str]] = []
+    for member in members:
+        row = [member]
+        for source in sources:
+            one = got[source.service, member]
+            filler = NOT_YET if one.pending else NONE
+            row += one.cells if one.cells is not None else [filler] * len(source.columns)
+        rows.append(row)
+    notes: dict[tuple[str, str], list[str]] = {}  # (service, note) -> members, in the sources' order
+    for (service, member), one in got.items():
+        if one.note:
+            notes.setdefault((service, one.note), []).append(member)
+    widths = [max(len(row[i]) for row in (heading, *rows)) for i in range(len(heading))]
+    lines = [
+        "  ".join(
+            f"{cell:{align}{width}}" for cell, align, width in zip(row, aligns, widths, strict=False)
+        ).rstrip()
+        for row in (heading, *rows)
+    ]
+    lines += [f"  {service} ({', '.join(who)}): {note}" for (service, note), who in notes.items()]
+    return lines
+
+
+class Settle:
+    """Settled: publishing is over and the figures have not changed for ``quiet`` seconds
+    (``unseen_quiet`` while a service still has nothing for some member); pure."""
+
+    def __init__(self, quiet: float = QUIET_S, unseen_quiet: float = UNSEEN_QUIET_S) -> None:
+        self.quiet = quiet
+        self.unseen_quiet = unseen_quiet
+        self._last: Snapshot | None = None
+        self._since = 0.0
+
+    def observe(self, snapshot: Snapshot, now: float, *, publishing: bool) -> bool:
+        if publishing or snapshot != self._last:
+            self._last = snapshot
+            self._since = now
+            return False
+        unseen = any(r.pending for r in snapshot.values())
+        return now - self._since >= (self.unseen_quiet if unseen else self.quiet)
+
+    def quiet_for(self, now: float) -> float:
+        return now - self._since
+
+
+class LiveView:
+    """The table on stdout as it moves: redrawn in place on a terminal (\\r and cursor-up, no
+    curses), printed every ``every`` seconds otherwise (a log keeps every copy)."""
+
+    def __init__(self, out: TextIO, *, every: float = LOG_EVERY_S, live: bool | None = None) -> None:
+        self.out = out
+        self.every = every
+        self.live = out.isatty() if live is None else live
+        self._height = 0  # lines of the block now on the screen
+        self._block: list[str] = []
+        self._printed: float | None = None
+
+    def _erase(self) -> None:
+        if self.live and self._height:
+            self.out.write(f"\x1b[{self._height}A\r\x1b[J")
+        self._height = 0
+
+    def _write(self, lines: Sequence[str]) -> None:
+        self.out.write("".join(line + "\n" for line in lines))
+        self.out.flush()
+
+    def _draw(self) -> None:
+        width = max(20, shutil.get_terminal_size().columns - 1)
+        block = [line[:width] for line in self._block]  # a wrapped line would break the redraw
+        self._write(block)
+        self._height = len(block)
+
+    def show(self, lines: Sequence[str], now: float) -> None:
+        """The latest figures: drawn over the last ones (terminal) or printed if it is time (log)."""
+        self._block = list(lines)
+        if self.live:
+            self._erase()
+            self._draw()
+        elif self._printed is None or now - self._printed >= self.every:
+            self._printed = now
+            self._write(self._block)
+
+    def say(self, text: str) -> None:
+        """A line above the table (which stays below, on a terminal)."""
+        self._erase()
+        self._write([text])
+        if self.live and self._block:
+            self._draw()
+
+    def final(self, lines: Sequence[str]) -> None:
+        """The last figures, printed once for good."""
+        self._erase()
+        self._block = []
+        self._write(lines)
+
+
+async def poll(client: Any, feeds: Sequence[Feed], members: Sequence[str]) -> Snapshot:
+    """Every feed's reading of every member, asked concurrently; a service down is a reading."""
     import httpx
 
-    headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
-    print(f"{what} from {api} (the services may still be working through the events):")
-    try:
-        with httpx.Client(base_url=api.rstrip("/"), headers=headers, timeout=5) as client:
-            for member in members:
-                print(f"  {member:<8} {line(client, member)}")
-    except httpx.TransportError as exc:
-        print(f"  {service} service not reachable at {api} ({exc!r}); is `loyalty dev` running?")
+    async def one(feed: Feed, member: str) -> Reading:
+        url = feed.url.rstrip("/") + feed.source.path.format(member=member)
+        try:
+            response = await client.get(url, headers=feed.headers())
+        except (httpx.HTTPError, httpx.InvalidURL) as exc:
+            return Reading(None, f"not reachable at {feed.url} ({type(exc).__name__})")
+        try:
+            body: object = response.json()
+        except ValueError:
+            body = response.text
+        return reading(feed.source, response.status_code, body)
+
+    pairs = [(feed, member) for feed in feeds for member in members]
+    found = await asyncio.gather(*(one(feed, member) for feed, member in pairs))
+    return {(feed.source.service, member): got for (feed, member), got in zip(pairs, found, strict=True)}
 
 
-def _balance(client: Any, member: str) -> str:
-    response = client.get(f"/v1/members/{member}/points")
-    if response.status_code == 200:
-        body = response.json()
-        return f"available {body.get('available')}  pending {body.get('pending')}"
-    if response.status_code == 404:
-        return "no account yet (its events may not be processed yet)"
-    return _problem(response)
+async def publish_and_watch(
+    events: list[tuple[str, CloudEvent]],
+    target: Target,
+    members: Sequence[str],
+    rate: float,
+    wait: float,
+    *,
+    view: LiveView | None = None,
+    poll_every: float = POLL_S,
+) -> bool:
+    """Publish while showing the figures; then watch until they settle or ``wait`` runs out.
+    Prints the final table once; True when the figures settled."""
+    import httpx
 
-
-def _problem(response: Any) -> str:
-    if response.status_code in (401, 403):
-        return f"HTTP {response.status_code}: the API key was refused (use the crm key)"
-    return f"HTTP {response.status_code}: {response.text[:200]}"
-
-
-def _money(text: object) -> str:
-    try:
-        return f"{Decimal(str(text)):,.2f}"
-    except ArithmeticError:
-        return str(text)
-
-
-def _tier(client: Any, member: str) -> str:
-    response = client.get(f"/v1/members/{member}/tier")
-    if response.status_code != 200:
-        return _problem(response)
-    body = response.json()
-    if not body.get("known", True):
-        return f"{body.get('tier')} (no order counted yet: its events may not be processed yet)"
-    currency = body.get("currency", "")
-    text = (
-        f"{body.get('tier'):<10} qualifying {_money(body.get('qualifying_spend')):>14} {currency}, "
-        f"{body.get('qualifying_orders')} orders"
+    view = view or LiveView(sys.stdout)
+    progress = Progress(len(events), draw=False)
+    sources = [feed.source for feed in target.feeds]
+    publishing = asyncio.create_task(
+        publish(events, target.bootstrap, rate, target.idempotence, topic=target.topic, progress=progress)
     )
-    following = body.get("next_tier")
-    if following:
-        gaps = []
-        if following.get("missing_spend") is not None:
-            gaps.append(f"{_money(following['missing_spend'])} {currency}")
-        if following.get("missing_orders") is not None:
-            gaps.append(f"{following['missing_orders']} orders")
-        joiner = " or " if following.get("requires") == "any" else " and "
-        if gaps:
-            text += f"  (next: {following['tier']} with {joiner.join(gaps)} more)"
-    return text
+    settle = Settle()
+    started = time.monotonic()
+    deadline: float | None = None  # set when publishing is over
+    settled = False
+    async with httpx.AsyncClient(timeout=5) as client:
+        try:
+            while True:
+                snapshot = await poll(client, target.feeds, members)
+                now = time.monotonic()
+                if deadline is None and publishing.done():
+                    await publishing  # re-raises its PublishError
+                    view.say(counts(events, target.topic))
+                    deadline = now + wait
+                settled = settle.observe(snapshot, now, publishing=deadline is None)
+                if settled or (deadline is not None and now >= deadline):
+                    break
+                status = progress.line() if deadline is None else "published; the services are catching up"
+                table = render_table(members, sources, snapshot)
+                view.show([f"[{now - started:5.1f} s] {status}", *table], now)
+                await asyncio.sleep(poll_every)
+        finally:
+            publishing.cancel()  # only when we stop early (Ctrl-C); a no-op once it is done
+    if settled:
+        head = f"settled after {now - started:.1f} s (nothing changed for {settle.quiet_for(now):.1f} s):"
+    elif wait == 0:
+        head = f"after {now - started:.1f} s (--wait 0: not waiting for the services):"
+    else:
+        head = f"still changing after {now - started:.1f} s (--wait {wait:g}): the services are behind:"
+    view.final([head, *render_table(members, sources, snapshot)])
+    return settled
