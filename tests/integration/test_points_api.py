@@ -607,9 +607,15 @@ async def test_invalid_rules_are_refused_and_create_no_version(points: PointsSer
             {"points_per_unit": "abc"},
             {"debt_policy": "maybe"},
             {"return_window_days": "two weeks"},
+            {"category_multipliers": {"books\x00": "2"}},  # PostgreSQL stores no NUL (was a 500)
         ):
             response = await crm.put("/v1/rules", json={**VALID_RULES, **change})
             assert_problem(response, 422)
+        # A key that is not UTF-8 (a lone surrogate) was a 500 too; the problem names it safely.
+        body = json.dumps({**VALID_RULES, "category_multipliers": {"\udc00": "2"}})
+        response = await crm.put("/v1/rules", content=body, headers={"Content-Type": "application/json"})
+        problem = assert_problem(response, 422, "validation-error")
+        assert problem["errors"][0]["location"] == ["body", "category_multipliers", "'\\udc00'"], problem
 
         assert (await crm.get("/v1/rules")).json()["version"] == version
         assert await count(points, "SELECT count(*) FROM earning_rules") == rule_sets
@@ -674,10 +680,23 @@ async def test_authentication_comes_before_request_checks(svc: PointsService) ->
             f"/v1/members/{member}/points/adjustments", json={"points": 5, "reason": "xyz", "actor": "a"}
         )
         assert_problem(response, 401, "unauthorized")
+        # FastAPI reads the body before it resolves dependencies: the key is checked before that.
+        for body in (b'{"points": 1,', b"\xff"):
+            response = await anonymous.post(
+                f"/v1/members/{member}/points/redemptions",
+                content=body,
+                headers={"Content-Type": "application/json"},
+            )
+            assert_problem(response, 401, "unauthorized")
+            assert_problem(await anonymous.put("/v1/rules", content=body), 401, "unauthorized")
     # A key without the scope is refused for its scope, not for a missing header.
     async with svc.client(PARTNER_KEY) as partner:
         response = await partner.post(
             f"/v1/members/{member}/points/redemptions", json={"points": 1, "description": "x"}
+        )
+        assert_problem(response, 403, "forbidden")
+        response = await partner.put(
+            "/v1/rules", content=b"{not json", headers={"Content-Type": "application/json"}
         )
         assert_problem(response, 403, "forbidden")
     async with svc.client(SHOP_KEY) as shop:
@@ -829,6 +848,23 @@ async def test_bad_requests_get_problem_details_and_write_nothing(svc: PointsSer
         ("no description", "POST", redemptions, {"json": {"points": 10}}, 422),
         ("empty description", "POST", redemptions, {"json": {"points": 10, "description": ""}}, 422),
         ("long description", "POST", redemptions, {"json": {"points": 10, "description": "x" * 501}}, 422),
+        # PostgreSQL stores no NUL character: refused before the INSERT (it was a 500 there)
+        ("NUL in description", "POST", redemptions, {"json": {"points": 10, "description": "a\x00b"}}, 422),
+        (
+            "NUL in reference",
+            "POST",
+            redemptions,
+            {"json": {"points": 1, "description": "x", "reference": "\x00"}},
+            422,
+        ),
+        (
+            "NUL in reason",
+            "POST",
+            adjustments,
+            {"json": {"points": 5, "reason": "a\x00bc", "actor": "a"}},
+            422,
+        ),
+        ("NUL in actor", "POST", adjustments, {"json": {"points": 5, "reason": "xyz", "actor": "\x00"}}, 422),
         ("adjustment 0", "POST", adjustments, {"json": {"points": 0, "reason": "zero", "actor": "a"}}, 422),
         ("adjustment no actor", "POST", adjustments, {"json": {"points": 5, "reason": "xyz"}}, 422),
         (

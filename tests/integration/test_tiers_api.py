@@ -368,6 +368,7 @@ async def test_bad_overrides_are_refused_and_write_nothing(svc: ServiceProcess) 
             {"tier": "Gold", "reason": "x", "until": "2030-01-01T00:00:00"},  # no time zone
             {"tier": "Gold", "reason": "x", "until": "soon"},
             {"tier": 3, "reason": "x"},
+            {"tier": "Gold", "reason": "a\x00b"},  # PostgreSQL stores no NUL (it was a 500)
         ):
             assert_problem(await crm.put(url, json=bad), 422, "validation-error")
         assert_problem(
@@ -529,7 +530,8 @@ async def test_ladder_versions_invalid_ladders_and_tiers_in_use(tiers: ServicePr
         tier_named(bad_multiplier, "Gold")["benefits"]["points_multiplier"] = "-1.5"
         lower_currency = {**body, "currency": "eur"}
         no_tiers = {**body, "tiers": []}
-        for bad in (extra, number, negative, zero, bad_multiplier, lower_currency, no_tiers):
+        nul = {**body, "excluded_categories": ["gift\x00cards"]}  # PostgreSQL stores no NUL (a 500)
+        for bad in (extra, number, negative, zero, bad_multiplier, lower_currency, no_tiers, nul):
             assert_problem(await crm.put("/v1/tiers", json=bad), 422, "validation-error")
         problem = assert_problem(await crm.put("/v1/tiers", json=number), 422, "validation-error")
         assert ["body", "tiers", "1", "min_spend"] in [e["location"] for e in problem["errors"]]
@@ -674,6 +676,13 @@ async def test_every_tiers_route_needs_a_crm_key(svc: ServiceProcess) -> None:
         ("POST", "/v1/evaluations", {}),
         ("GET", "/v1/clock", {}),
         ("PUT", "/v1/clock", {"json": {"now": (NOW + timedelta(days=400)).isoformat()}}),
+        # the key is checked before the body is read (a bad body answered 400 or 422 first)
+        ("PUT", "/v1/tiers", {"content": b"\xff", "headers": {"Content-Type": "application/json"}}),
+        (
+            "PUT",
+            f"/v1/members/{member}/tier/override",
+            {"content": b"{", "headers": {"Content-Type": "application/json"}},
+        ),
     ]
     for key, status, code in (
         (None, 401, "unauthorized"),

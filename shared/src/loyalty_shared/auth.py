@@ -2,6 +2,7 @@
 
 Keys are held only as SHA-256 digests and compared in constant time; a key never appears in a log
 or a repr. A request presents its key as ``Authorization: Bearer <key>`` or ``X-API-Key: <key>``.
+Routers use ``AuthenticatedRoute``, so the key is checked before anything in the request is read.
 """
 
 from __future__ import annotations
@@ -12,9 +13,10 @@ from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from fastapi import Request
+from fastapi import Request, Response
+from fastapi.dependencies.models import Dependant
 
-from loyalty_shared.errors import Forbidden, Unauthorized
+from loyalty_shared.errors import Forbidden, StorableTextRoute, Unauthorized, problem_responses
 
 Scope = Literal["ecommerce", "crm", "partner"]
 SCOPES: tuple[Scope, ...] = ("ecommerce", "crm", "partner")
@@ -73,10 +75,16 @@ def presented_key(request: Request) -> str | None:
     return request.headers.get("x-api-key") or None
 
 
-def require(*scopes: Scope) -> Callable[[Request], Coroutine[Any, Any, Principal]]:
-    """FastAPI dependency: the caller must present a key of one of these scopes."""
+class ScopeCheck:
+    """FastAPI dependency (made by ``require``): the caller must present a key of one of ``scopes``."""
 
-    async def dependency(request: Request) -> Principal:
+    def __init__(self, scopes: tuple[Scope, ...]) -> None:
+        self.scopes = scopes
+
+    async def __call__(self, request: Request) -> Principal:
+        return self.authorize(request)
+
+    def authorize(self, request: Request) -> Principal:
         keys: ApiKeys = request.app.state.api_keys
         key = presented_key(request)
         if key is None:
@@ -84,11 +92,48 @@ def require(*scopes: Scope) -> Callable[[Request], Coroutine[Any, Any, Principal
         principal = keys.authenticate(key)
         if principal is None:
             raise Unauthorized("unknown API key")
-        if principal.scope not in scopes:
+        if principal.scope not in self.scopes:
             raise Forbidden(
-                f"this call needs one of the scopes {', '.join(scopes)}; the key has {principal.scope}"
+                f"this call needs one of the scopes {', '.join(self.scopes)}; the key has {principal.scope}"
             )
         request.state.principal = principal
         return principal
 
-    return dependency
+
+def require(*scopes: Scope) -> ScopeCheck:
+    """FastAPI dependency: the caller must present a key of one of these scopes."""
+    return ScopeCheck(scopes)
+
+
+def _scope_check(dependant: Dependant) -> ScopeCheck | None:
+    for sub in dependant.dependencies:
+        found = sub.call if isinstance(sub.call, ScopeCheck) else _scope_check(sub)
+        if found is not None:
+            return found
+    return None
+
+
+class AuthenticatedRoute(StorableTextRoute):
+    """A route whose ``require(...)`` runs before FastAPI reads the request: a caller without a key,
+    or without the scope, gets 401 or 403 and learns nothing about its request (FastAPI parses and
+    validates the body before it resolves dependencies, so a bad body would answer 400/422 first).
+    The route's OpenAPI lists those answers. The route class of every router."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        check = _scope_check(self.dependant)
+        if check is not None:
+            statuses = (401,) if set(check.scopes) == set(SCOPES) else (401, 403)
+            self.responses = {**problem_responses(*statuses), **self.responses}
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handler = super().get_route_handler()
+        check = _scope_check(self.dependant)
+        if check is None:
+            return handler
+
+        async def authorized_first(request: Request) -> Response:
+            check.authorize(request)
+            return await handler(request)
+
+        return authorized_first

@@ -14,8 +14,8 @@ from fastapi import APIRouter, Depends, Request
 from pydantic import AwareDatetime, BaseModel, Field
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from loyalty_shared.auth import Principal, require
-from loyalty_shared.errors import Unprocessable
+from loyalty_shared.auth import AuthenticatedRoute, Principal, require
+from loyalty_shared.errors import Unprocessable, problem_responses
 
 
 class Clock:
@@ -72,7 +72,9 @@ def _view(clock: Clock) -> ClockView:
     return ClockView(now=clock.now(), offset_seconds=clock.offset.total_seconds())
 
 
-clock_router = APIRouter(prefix="/v1/clock", tags=["settable clock (never in production)"])
+clock_router = APIRouter(
+    prefix="/v1/clock", tags=["settable clock (never in production)"], route_class=AuthenticatedRoute
+)
 
 
 @clock_router.get("", response_model=ClockView)
@@ -82,7 +84,7 @@ async def get_clock(
     return _view(clock)
 
 
-@clock_router.put("", response_model=ClockView)
+@clock_router.put("", response_model=ClockView, responses=problem_responses(400, 422))
 async def put_clock(
     body: ClockChange,
     clock: Annotated[Clock, Depends(_clock)],

@@ -2,17 +2,21 @@
 
 Domain code raises ``Problem`` subclasses (or ``Problem`` itself); FastAPI's own validation errors
 and unexpected exceptions are turned into problems too, so no client ever sees an HTML page or a
-bare 500 without a body.
+bare 500 without a body. Operations document their problems with ``problem_responses``.
 """
 
 from __future__ import annotations
 
+import json
 import logging
+from collections.abc import Callable, Coroutine
 from typing import Any
 
-from fastapi import FastAPI, Request
+from fastapi import FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from fastapi.routing import APIRoute
+from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 log = logging.getLogger(__name__)
@@ -76,6 +80,90 @@ class Unauthorized(Problem):
 
 class Forbidden(Problem):
     status, code, title = 403, "forbidden", "Forbidden"
+
+
+class ProblemDetails(BaseModel):
+    """The body of every error response (``application/problem+json``); a problem may say more
+    (a validation problem lists its ``errors``)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    type: str = Field(description="urn:loyalty:problem:<code>: what kind of problem, for machines")
+    title: str
+    status: int
+    detail: str = Field(description="what is wrong, in words")
+    instance: str | None = Field(default=None, description="the request's path")
+
+
+PROBLEM_SCHEMA = ProblemDetails.model_json_schema()
+
+DESCRIPTIONS = {
+    400: "malformed request (body, header or cursor)",
+    401: "no or unknown API key",
+    403: "the key's scope may not make this call",
+    404: "not found",
+    409: "conflict",
+    422: "invalid request (every problem listed)",
+}
+
+
+def problem_responses(*statuses: int | tuple[int, str]) -> dict[int | str, dict[str, Any]]:
+    """The OpenAPI ``responses`` of the problems an operation answers with, each a status (with its
+    usual description) or a (status, description) pair: ``problem_responses(422, (409, "..."))``."""
+    responses: dict[int | str, dict[str, Any]] = {}
+    for entry in statuses:
+        status, description = entry if isinstance(entry, tuple) else (entry, DESCRIPTIONS[entry])
+        content = {PROBLEM_JSON: {"schema": PROBLEM_SCHEMA}}
+        responses[status] = {"description": description, "content": content}
+    return responses
+
+
+def unstorable_text(document: Any) -> list[tuple[str | int, ...]]:
+    """Where a parsed JSON document holds text PostgreSQL cannot store: a NUL character, or an
+    unpaired surrogate (not UTF-8). A key that is such text is named by its ``ascii()``."""
+    found: list[tuple[str | int, ...]] = []
+    stack: list[tuple[tuple[str | int, ...], Any]] = [((), document)]
+    while stack:  # not recursive: a deeply nested document is no reason for a RecursionError
+        location, value = stack.pop()
+        if isinstance(value, str) and not _storable(value):
+            found.append(location)
+        elif isinstance(value, dict):
+            for key, item in value.items():
+                if not _storable(key):
+                    found.append((*location, ascii(key)))
+                else:
+                    stack.append(((*location, key), item))
+        elif isinstance(value, list):
+            stack.extend(((*location, i), item) for i, item in enumerate(value))
+    return sorted(found, key=str)
+
+
+def _storable(text: str) -> bool:
+    return "\x00" not in text and not any("\ud800" <= char <= "\udfff" for char in text)
+
+
+class StorableTextRoute(APIRoute):
+    """A route that answers 422 to a JSON body holding text PostgreSQL cannot store, before a
+    handler could get as far as an INSERT (which would fail with a 500)."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handler = super().get_route_handler()
+        if self.body_field is None:
+            return handler
+
+        async def storable_text_first(request: Request) -> Response:
+            try:
+                document = json.loads(await request.body())
+            except (ValueError, RecursionError):
+                document = None  # not JSON: FastAPI says so (400 or 422)
+            if locations := unstorable_text(document):
+                message = "text may not hold a NUL character or an unpaired surrogate"
+                raise RequestValidationError(
+                    [{"type": "unstorable_text", "loc": ("body", *loc), "msg": message} for loc in locations]
+                )
+            return await handler(request)
+
+        return storable_text_first
 
 
 def problem_response(problem: Problem, request: Request) -> JSONResponse:

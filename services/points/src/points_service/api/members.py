@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Depends, Path, Query, Response
 
-from loyalty_shared.auth import Principal, require
+from loyalty_shared.auth import AuthenticatedRoute, Principal, require
+from loyalty_shared.errors import problem_responses
 from loyalty_shared.idempotency import idempotency_key
 from loyalty_shared.service import Runtime, runtime
 from points_service.adjustments import AdjustmentRequest, AdjustmentResult, adjust
@@ -14,20 +15,16 @@ from points_service.balances import LedgerPage, PointsBalance, ledger_page, memb
 from points_service.partners import ensure_may_read
 from points_service.redemptions import RedemptionRequest, RedemptionResult, redeem
 
-router = APIRouter(prefix="/v1/members/{member_id}/points", tags=["points"])
+router = APIRouter(prefix="/v1/members/{member_id}/points", tags=["points"], route_class=AuthenticatedRoute)
 
 MemberId = Annotated[str, Path(pattern=r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$", description="the member's id")]
 Rt = Annotated[Runtime, Depends(runtime)]
 Key = Annotated[str, Depends(idempotency_key)]
-
-PROBLEMS: dict[int | str, dict[str, Any]] = {
-    401: {"description": "no or unknown API key"},
-    403: {"description": "the key's scope may not make this call"},
-    422: {"description": "invalid request"},
-}
+NOT_YOURS = (404, "a partner key reading a member not linked to its partner")
+NOT_ENOUGH = (409, "not enough points")
 
 
-@router.get("", response_model=PointsBalance, responses=PROBLEMS)
+@router.get("", response_model=PointsBalance, responses=problem_responses(NOT_YOURS, 422))
 async def get_balance(
     member_id: MemberId,
     rt: Rt,
@@ -38,7 +35,7 @@ async def get_balance(
         return await member_balance(session, member_id)
 
 
-@router.get("/ledger", response_model=LedgerPage, responses=PROBLEMS)
+@router.get("/ledger", response_model=LedgerPage, responses=problem_responses(400, NOT_YOURS, 422))
 async def get_ledger(
     member_id: MemberId,
     rt: Rt,
@@ -55,7 +52,7 @@ async def get_ledger(
     "/redemptions",
     response_model=RedemptionResult,
     status_code=201,
-    responses={**PROBLEMS, 409: {"description": "not enough points"}},
+    responses=problem_responses(400, NOT_ENOUGH, 422),
 )
 async def post_redemption(
     member_id: MemberId,
@@ -72,7 +69,12 @@ async def post_redemption(
     return result
 
 
-@router.post("/adjustments", response_model=AdjustmentResult, status_code=201, responses=PROBLEMS)
+@router.post(
+    "/adjustments",
+    response_model=AdjustmentResult,
+    status_code=201,
+    responses=problem_responses(400, (409, "a debit of more points than are available"), 422),
+)
 async def post_adjustment(
     member_id: MemberId,
     body: AdjustmentRequest,

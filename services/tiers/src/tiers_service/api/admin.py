@@ -6,12 +6,13 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends
 
-from loyalty_shared.auth import Principal, require
+from loyalty_shared.auth import AuthenticatedRoute, Principal, require
+from loyalty_shared.errors import problem_responses
 from loyalty_shared.service import Runtime, runtime
 from tiers_service.evaluations import EvaluationSummary, run_evaluation
 from tiers_service.ladders import LadderBody, LadderView, change_ladder, ladder_in_force
 
-router = APIRouter(prefix="/v1", tags=["administration"])
+router = APIRouter(prefix="/v1", tags=["administration"], route_class=AuthenticatedRoute)
 
 Rt = Annotated[Runtime, Depends(runtime)]
 Crm = Annotated[Principal, Depends(require("crm"))]
@@ -26,10 +27,7 @@ async def get_ladder(rt: Rt, _: Crm) -> LadderView:
 @router.put(
     "/tiers",
     response_model=LadderView,
-    responses={
-        409: {"description": "members hold a tier the new ladder drops"},
-        422: {"description": "invalid"},
-    },
+    responses=problem_responses(400, (409, "members hold a tier the new ladder drops"), 422),
 )
 async def put_ladder(body: LadderBody, rt: Rt, principal: Crm) -> LadderView:
     """Put a new ladder in force as a new version; orders and evaluations from now on use it."""

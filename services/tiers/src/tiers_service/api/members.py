@@ -2,29 +2,24 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Depends, Path, Query, Response
 
-from loyalty_shared.auth import Principal, require
+from loyalty_shared.auth import AuthenticatedRoute, Principal, require
+from loyalty_shared.errors import problem_responses
 from loyalty_shared.service import Runtime, runtime
 from tiers_service.overrides import OverrideBody, delete_override, put_override
 from tiers_service.views import HistoryPage, MemberTier, history_page, member_tier
 
-router = APIRouter(prefix="/v1/members/{member_id}/tier", tags=["tiers"])
+router = APIRouter(prefix="/v1/members/{member_id}/tier", tags=["tiers"], route_class=AuthenticatedRoute)
 
 MemberId = Annotated[str, Path(pattern=r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$", description="the member's id")]
 Rt = Annotated[Runtime, Depends(runtime)]
 Crm = Annotated[Principal, Depends(require("crm"))]
 
-PROBLEMS: dict[int | str, dict[str, Any]] = {
-    401: {"description": "no or unknown API key"},
-    403: {"description": "the key's scope may not make this call"},
-    422: {"description": "invalid request"},
-}
 
-
-@router.get("", response_model=MemberTier, responses=PROBLEMS)
+@router.get("", response_model=MemberTier, responses=problem_responses(422))
 async def get_tier(member_id: MemberId, rt: Rt, _: Crm) -> MemberTier:
     """The tier in force and since when, the figures and rule behind it, what the next tier needs,
     what keeping the tier takes at the next evaluation, and the benefits in force."""
@@ -32,7 +27,7 @@ async def get_tier(member_id: MemberId, rt: Rt, _: Crm) -> MemberTier:
         return await member_tier(session, member_id)
 
 
-@router.get("/history", response_model=HistoryPage, responses=PROBLEMS)
+@router.get("/history", response_model=HistoryPage, responses=problem_responses(400, 422))
 async def get_history(
     member_id: MemberId,
     rt: Rt,
@@ -44,7 +39,7 @@ async def get_history(
         return await history_page(session, member_id, cursor, limit)
 
 
-@router.put("/override", response_model=MemberTier, responses=PROBLEMS)
+@router.put("/override", response_model=MemberTier, responses=problem_responses(400, 422))
 async def put_tier_override(member_id: MemberId, body: OverrideBody, rt: Rt, principal: Crm) -> MemberTier:
     """Hold the member at ``tier`` at least (a floor) until ``until`` or until removed; replaces an
     earlier override. Publishes ``tier.changed`` when the tier in force changes."""
@@ -54,9 +49,7 @@ async def put_tier_override(member_id: MemberId, body: OverrideBody, rt: Rt, pri
         return await member_tier(session, member_id)
 
 
-@router.delete(
-    "/override", status_code=204, responses={**PROBLEMS, 404: {"description": "no override to remove"}}
-)
+@router.delete("/override", status_code=204, responses=problem_responses((404, "no override to remove"), 422))
 async def delete_tier_override(member_id: MemberId, rt: Rt, principal: Crm) -> Response:
     """End the override now: the member stands on the earned tier, promoted if the figures qualify."""
     async with rt.unit_of_work() as session:
