@@ -222,7 +222,8 @@ class Dev:
 
     def simulate(self, *args: str, timeout: float = 180) -> subprocess.CompletedProcess[str]:
         command = [sys.executable, "-m", "loyalty_cli.main", "simulate"]
-        command += ["--bootstrap", f"127.0.0.1:{self.kafka_port}", "--no-idempotence", *args]
+        command += ["--bootstrap", f"127.0.0.1:{self.kafka_port}", "--no-idempotence", "--wait", "0"]
+        command += ["--data-dir", str(self.data_dir), *args]
         return subprocess.run(command, capture_output=True, text=True, timeout=timeout, check=False)
 
     def stop(self) -> None:
@@ -341,7 +342,8 @@ async def test_a_killed_service_is_restarted_and_every_order_is_applied_once(dev
     paid = sum(1 for event in events if event.type == "order.paid")
     command = [sys.executable, "-m", "loyalty_cli.main", "simulate", "--no-idempotence"]
     command += ["--bootstrap", f"127.0.0.1:{dev.kafka_port}", "--seed", str(seed)]
-    command += ["--members", str(members), "--orders", str(orders), "--rate", "150"]
+    command += ["--members", str(members), "--orders", str(orders), "--rate", "150", "--wait", "0"]
+    command += ["--data-dir", str(dev.data_dir)]
     feeding = subprocess.Popen(
         command,
         stdout=subprocess.PIPE,
