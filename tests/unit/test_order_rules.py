@@ -11,7 +11,7 @@ from pydantic import ValidationError
 from loyalty_shared.envelope import MAX_EVENT_BYTES, InvalidEvent, new_event, parse_event
 from loyalty_shared.events import OrderCancelled, OrderPaid, OrderRefunded
 from loyalty_shared.events.orders import MAX_ORDER_LINES
-from loyalty_shared.messaging.consumer import PermanentEventError
+from loyalty_shared.handling import PermanentEventError
 from loyalty_shared.orders import (
     InvalidOrderEvent,
     PaidOrder,

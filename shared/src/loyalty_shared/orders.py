@@ -23,7 +23,8 @@ from dataclasses import dataclass
 from decimal import Decimal
 
 from loyalty_shared.events import OrderCancelled, OrderRefunded
-from loyalty_shared.messaging.consumer import PermanentEventError
+from loyalty_shared.events.types import money_text
+from loyalty_shared.handling import PermanentEventError
 
 
 class InvalidOrderEvent(PermanentEventError):
@@ -48,9 +49,9 @@ def refund_problem(order: PaidOrder | None, refund: OrderRefunded) -> str | None
         return problem
     if order.refunded + refund.amount > order.amount:
         return (
-            f"refund exceeds amount paid: refund {refund.refund_id} of {_money(refund.amount)} would "
+            f"refund exceeds amount paid: refund {refund.refund_id} of {money_text(refund.amount)} would "
             f"bring the refunded total of order {order.order_id} to "
-            f"{_money(order.refunded + refund.amount)}, more than the {_money(order.amount)} "
+            f"{money_text(order.refunded + refund.amount)}, more than the {money_text(order.amount)} "
             f"{order.currency} paid"
         )
     return None
@@ -81,9 +82,3 @@ def _order_problem(order: PaidOrder | None, order_id: str, member_id: str, curre
     if order.currency != currency:
         return f"order {order_id} was paid in {order.currency}, not {currency}"
     return None
-
-
-def _money(amount: Decimal) -> str:
-    """As a person writes it, whatever the column's scale: 100.0000 -> 100.00, 1.2340 -> 1.234."""
-    cents = amount.quantize(Decimal("0.01"))
-    return format(cents if cents == amount else amount.normalize(), "f")

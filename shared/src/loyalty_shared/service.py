@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -28,8 +28,9 @@ from loyalty_shared.auth import ApiKeys
 from loyalty_shared.clock import Clock, clock_router
 from loyalty_shared.db import KitTables, create_engine, session_factory
 from loyalty_shared.errors import PROBLEM_JSON, install_problem_handlers
-from loyalty_shared.messaging.consumer import ConsumerRunner, Handler
-from loyalty_shared.messaging.outbox import OutboxRelay
+from loyalty_shared.handling import BatchHandler
+from loyalty_shared.messaging.consumer import ConsumerRunner
+from loyalty_shared.messaging.outbox import OutboxRelay, ServiceTag
 from loyalty_shared.observability import HTTP_LATENCY, configure_logging
 from loyalty_shared.settings import ServiceSettings
 
@@ -67,7 +68,8 @@ class ServiceDefinition:
     kit: KitTables
     routers: Sequence[APIRouter]
     consumes: Sequence[str] = ()
-    handlers: Mapping[str, Handler] = field(default_factory=dict)
+    handles: Sequence[str] = ()  # the event types its handler applies (others are dead-lettered)
+    handler: BatchHandler | None = None
     jobs: Sequence[Job] = ()
 
     @property
@@ -151,7 +153,8 @@ def create_app(definition: ServiceDefinition, settings: ServiceSettings) -> Fast
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         engine = create_engine(settings.database_url, pool_size=settings.db_pool_size)
         clock = Clock(settings.settable_clock)
-        sessions = session_factory(engine, clock=clock)
+        tag = ServiceTag(source=f"urn:loyalty:{definition.name}", kit=definition.kit)
+        sessions = session_factory(engine, clock=clock, service=tag)
         producer = await _start_producer(settings)
         prefix = settings.topic_prefix
         relay = OutboxRelay(
@@ -169,10 +172,13 @@ def create_app(definition: ServiceDefinition, settings: ServiceSettings) -> Fast
         if settings.run_relay:
             tasks.append(asyncio.create_task(relay.run(), name="outbox-relay"))
         if settings.run_consumer and definition.consumes:
+            if definition.handler is None:
+                raise ValueError(f"{definition.name} consumes {definition.consumes} but has no handler")
             rt.consumer = ConsumerRunner(
                 name=prefix + definition.consumer_group,
                 topics=[prefix + topic for topic in definition.consumes],
-                handlers=definition.handlers,
+                event_types=definition.handles,
+                handler=definition.handler,
                 sessions=sessions,
                 kit=definition.kit,
                 producer=producer,

@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from loyalty_shared.clock import now as clock_now
 from loyalty_shared.events import PointsAdjusted
 from loyalty_shared.idempotency import fingerprint
+from loyalty_shared.messaging.outbox import publish
 from points_service import domain
 from points_service.ledger import (
     add_lot,
@@ -19,7 +20,6 @@ from points_service.ledger import (
     current_rules,
     find_replay,
     lock_account,
-    publish,
     spend,
 )
 from points_service.models import Adjustment
@@ -95,9 +95,8 @@ async def adjust(
         lot_id=lot_id,
         actor=request.actor,
     )
-    await publish(
+    publish(
         session,
-        "points.adjusted",
         PointsAdjusted(
             member_id=member_id,
             adjustment_id=adjustment_id,

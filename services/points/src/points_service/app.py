@@ -2,9 +2,20 @@
 
 from __future__ import annotations
 
-from fastapi import FastAPI
+from collections.abc import Callable, Sequence
 
-from loyalty_shared.events import ORDERS_TOPIC, TIERS_TOPIC
+from fastapi import FastAPI
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from loyalty_shared.events import (
+    ORDERS_TOPIC,
+    TIERS_TOPIC,
+    OrderCancelled,
+    OrderPaid,
+    OrderRefunded,
+    TierChanged,
+)
+from loyalty_shared.handling import Delivery
 from loyalty_shared.service import ServiceDefinition, create_app
 from points_service.api import admin, members
 from points_service.earning import earn_for_order
@@ -13,6 +24,24 @@ from points_service.models import kit
 from points_service.reversals import reverse_for_cancel, reverse_for_refund
 from points_service.settings import PointsSettings
 from points_service.tiers import project_tier
+from points_service.workset import Workset
+
+# One applier per event type; each changes the batch's workset in memory.
+APPLIERS: dict[str, Callable[[Workset, Delivery], None]] = {
+    OrderPaid.event_type: earn_for_order,
+    OrderRefunded.event_type: reverse_for_refund,
+    OrderCancelled.event_type: reverse_for_cancel,
+    TierChanged.event_type: project_tier,
+}
+
+
+async def apply_events(session: AsyncSession, deliveries: Sequence[Delivery]) -> None:
+    """The service's handler: load what the batch touches, apply each event in order, write back."""
+    ws = await Workset.load(session, deliveries)
+    for delivery in deliveries:
+        APPLIERS[delivery.type](ws, delivery)
+    await ws.flush()
+
 
 DEFINITION = ServiceDefinition(
     name="points",
@@ -22,12 +51,8 @@ DEFINITION = ServiceDefinition(
     kit=kit,
     routers=(members.router, admin.router),
     consumes=(ORDERS_TOPIC, TIERS_TOPIC),
-    handlers={
-        "order.paid": earn_for_order,
-        "order.refunded": reverse_for_refund,
-        "order.cancelled": reverse_for_cancel,
-        "tier.changed": project_tier,
-    },
+    handles=tuple(APPLIERS),
+    handler=apply_events,
     jobs=(expiry_job,),
 )
 

@@ -3,31 +3,28 @@
 from __future__ import annotations
 
 import logging
+from decimal import Decimal
 
-from sqlalchemy.dialects.postgresql import insert
-from sqlalchemy.ext.asyncio import AsyncSession
-
-from loyalty_shared.envelope import CloudEvent
 from loyalty_shared.events import OrderPaid, PointsEarned
+from loyalty_shared.handling import Delivery
+from loyalty_shared.messaging.outbox import publish
 from points_service import domain
-from points_service.ledger import add_lot, append_entry, current_rules, lock_account, publish
-from points_service.models import Order, table
-from points_service.tiers import tier_at
+from points_service.workset import NUMERIC_SCALE, OrderRow, Workset
 
 log = logging.getLogger(__name__)
 
-_orders = table(Order)
-_INSERT_ORDER = (
-    insert(_orders).on_conflict_do_nothing(index_elements=[_orders.c.order_id]).returning(_orders.c.order_id)
-)
 
-
-async def earn_for_order(session: AsyncSession, event: CloudEvent, order: OrderPaid) -> None:
+def earn_for_order(ws: Workset, delivery: Delivery) -> None:
     """Accrue an order's points at the rules in force now and the tier in force when it was paid;
     pending until the return window ends; a debt from earlier reversals is paid first."""
-    account = await lock_account(session, order.member_id)
-    rules = await current_rules(session)
-    tier, multiplier = await tier_at(session, account, event.time)
+    event, order = delivery.event, delivery.data
+    assert isinstance(order, OrderPaid)
+    if order.order_id in ws.orders:
+        log.info("order %s already earned its points; event %s ignored", order.order_id, event.id)
+        return
+    account = ws.account(order.member_id)
+    rules = ws.rules
+    tier, multiplier = ws.tier_at(account, event.time)
     points = domain.accrue_points(
         order.amount,
         [domain.PricedLine(line.category, line.quantity, line.unit_price) for line in order.lines],
@@ -35,24 +32,22 @@ async def earn_for_order(session: AsyncSession, event: CloudEvent, order: OrderP
         multiplier,
     )
     available_at, expires_at = domain.earning_schedule(event.time, rules)
-    created = await session.execute(
-        _INSERT_ORDER,
-        {
-            "order_id": order.order_id,
-            "member_id": order.member_id,
-            "currency": order.currency,
-            "amount": order.amount,
-            "points_earned": points,
-            "rule_version": rules.version,
-            "tier_multiplier": multiplier,
-            "paid_at": event.time,
-        },
+    ws.add_order(
+        OrderRow(
+            order_id=order.order_id,
+            member_id=order.member_id,
+            currency=order.currency,
+            amount=order.amount.quantize(NUMERIC_SCALE),
+            points_earned=points,
+            refunded_total=Decimal(0).quantize(NUMERIC_SCALE),
+            points_reversed=0,
+            cancelled=False,
+            rule_version=rules.version,
+            tier_multiplier=multiplier,
+            paid_at=event.time,
+        )
     )
-    if created.first() is None:
-        log.info("order %s already earned its points; event %s ignored", order.order_id, event.id)
-        return
-    lot_id, repaid = await add_lot(
-        session,
+    lot_id, repaid = ws.add_lot(
         account,
         points,
         source="order",
@@ -61,8 +56,7 @@ async def earn_for_order(session: AsyncSession, event: CloudEvent, order: OrderP
         available_at=available_at,
         expires_at=expires_at,
     )
-    await append_entry(
-        session,
+    ws.append_entry(
         member_id=order.member_id,
         entry_type="earn",
         points=points,
@@ -72,9 +66,8 @@ async def earn_for_order(session: AsyncSession, event: CloudEvent, order: OrderP
         rule_version=rules.version,
         event_id=event.id,
     )
-    await publish(
-        session,
-        "points.earned",
+    publish(
+        ws.session,
         PointsEarned(
             member_id=order.member_id,
             order_id=order.order_id,

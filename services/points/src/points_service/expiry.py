@@ -9,9 +9,10 @@ from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from loyalty_shared.events import PointsExpired
+from loyalty_shared.messaging.outbox import publish
 from loyalty_shared.service import Runtime, periodic
 from points_service import domain
-from points_service.ledger import append_entry, lock_account, publish
+from points_service.ledger import append_entry, lock_account
 from points_service.models import Lot
 
 MEMBERS_PER_TRANSACTION = 200
@@ -55,9 +56,8 @@ async def expire_member(session: AsyncSession, member_id: str, now: datetime) ->
             reason=f"points of lot {lot.id} expired on {lot.expires_at.date().isoformat()}",
             lot_id=lot.id,
         )
-        await publish(
+        publish(
             session,
-            "points.expired",
             PointsExpired(
                 member_id=member_id, lot_id=lot.id, points=lot.remaining, expired_at=lot.expires_at
             ),

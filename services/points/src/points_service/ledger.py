@@ -10,18 +10,13 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any, TypeVar
 
-from pydantic import BaseModel
 from sqlalchemy import select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from loyalty_shared.clock import now as clock_now
 from loyalty_shared.db import defer_insert
-from loyalty_shared.envelope import new_event
 from loyalty_shared.errors import Conflict
-from loyalty_shared.events import POINTS_TOPIC, schema_uri
 from loyalty_shared.idempotency import reused_key
-from loyalty_shared.messaging.outbox import add_to_outbox
 from points_service import domain
 from points_service.models import (
     Account,
@@ -30,11 +25,8 @@ from points_service.models import (
     LedgerEntry,
     Lot,
     Redemption,
-    kit,
     table,
 )
-
-SOURCE = "urn:loyalty:points"
 
 
 @dataclass(frozen=True)
@@ -194,10 +186,3 @@ def rules_from_row(row: EarningRuleSet) -> domain.EarningRules:
         debt_policy=row.debt_policy,  # type: ignore[arg-type]
         expiring_soon_days=row.expiring_soon_days,
     )
-
-
-async def publish(session: AsyncSession, event_type: str, data: BaseModel, member_id: str) -> None:
-    event = new_event(
-        event_type, SOURCE, member_id, data, time=clock_now(session), dataschema=schema_uri(event_type)
-    )
-    await add_to_outbox(session, kit, POINTS_TOPIC, event)

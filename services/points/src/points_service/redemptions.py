@@ -11,7 +11,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from loyalty_shared.clock import now as clock_now
 from loyalty_shared.events import PointsRedeemed
 from loyalty_shared.idempotency import fingerprint
-from points_service.ledger import append_entry, find_replay, lock_account, publish, spend
+from loyalty_shared.messaging.outbox import publish
+from points_service.ledger import append_entry, find_replay, lock_account, spend
 from points_service.models import Redemption
 
 
@@ -62,9 +63,8 @@ async def redeem(
         reason=f"redemption: {request.description}",
         redemption_id=redemption.id,
     )
-    await publish(
+    publish(
         session,
-        "points.redeemed",
         PointsRedeemed(
             member_id=member_id,
             redemption_id=redemption.id,

@@ -7,66 +7,23 @@ and the result does not depend on which of the two events this service happens t
 
 from __future__ import annotations
 
-from datetime import datetime
 from decimal import Decimal
 
-from sqlalchemy import bindparam, or_, select
-from sqlalchemy.dialects.postgresql import insert
-from sqlalchemy.ext.asyncio import AsyncSession
-
-from loyalty_shared.envelope import CloudEvent
 from loyalty_shared.events import TierChanged
-from points_service.ledger import AccountState
-from points_service.models import Account, TierPeriod, table
-
-_periods = table(TierPeriod)
-_PERIOD_AT = (
-    select(_periods.c.tier, _periods.c.tier_multiplier)
-    .where(_periods.c.member_id == bindparam("member_id"), _periods.c.effective_at < bindparam("paid_at"))
-    .order_by(_periods.c.effective_at.desc())
-    .limit(1)
-)
+from loyalty_shared.handling import Delivery
+from points_service.workset import NUMERIC_SCALE, Workset
 
 
-async def project_tier(session: AsyncSession, event: CloudEvent, change: TierChanged) -> None:
+def project_tier(ws: Workset, delivery: Delivery) -> None:
     """Record the period; the newest change (by event time) is the tier in force. An older change
     arriving late never overwrites a newer one."""
+    event, change = delivery.event, delivery.data
+    assert isinstance(change, TierChanged)
     effective_at = change.effective_at or event.time
-    multiplier = Decimal(change.points_multiplier)
-    await session.execute(
-        insert(TierPeriod)
-        .values(
-            member_id=change.member_id,
-            effective_at=effective_at,
-            tier=change.to_tier,
-            tier_multiplier=multiplier,
-        )
-        .on_conflict_do_update(
-            index_elements=[TierPeriod.member_id, TierPeriod.effective_at],
-            set_={"tier": change.to_tier, "tier_multiplier": multiplier},
-        )
-    )
-    values = {
-        "tier": change.to_tier,
-        "tier_multiplier": multiplier,
-        "tier_changed_at": event.time,
-        "tier_effective_at": effective_at,
-    }
-    stmt = insert(Account).values(member_id=change.member_id, **values)
-    await session.execute(
-        stmt.on_conflict_do_update(
-            index_elements=[Account.member_id],
-            set_=values,
-            where=or_(Account.tier_changed_at.is_(None), Account.tier_changed_at <= event.time),
-        )
-    )
-
-
-async def tier_at(
-    session: AsyncSession, account: AccountState, paid_at: datetime
-) -> tuple[str | None, Decimal]:
-    """The tier and multiplier an order paid at ``paid_at`` earns at."""
-    if account.tier_effective_at is None or paid_at > account.tier_effective_at:
-        return account.tier, account.tier_multiplier  # the usual case: no lookup
-    row = (await session.execute(_PERIOD_AT, {"member_id": account.member_id, "paid_at": paid_at})).first()
-    return (None, Decimal("1")) if row is None else (row.tier, row.tier_multiplier)
+    multiplier = Decimal(change.points_multiplier).quantize(NUMERIC_SCALE)
+    ws.record_period(change.member_id, effective_at, change.to_tier, multiplier)
+    account = ws.account(change.member_id)
+    if account.tier_changed_at is None or account.tier_changed_at <= event.time:
+        account.tier, account.tier_multiplier = change.to_tier, multiplier
+        account.tier_changed_at, account.tier_effective_at = event.time, effective_at
+        account.dirty = True

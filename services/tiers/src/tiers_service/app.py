@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
-from loyalty_shared.events import ORDERS_TOPIC
+from loyalty_shared.events import ORDERS_TOPIC, OrderCancelled, OrderPaid, OrderRefunded
 from loyalty_shared.service import ServiceDefinition, create_app
 from tiers_service.api import admin, members
 from tiers_service.evaluations import evaluation_job
 from tiers_service.models import kit
-from tiers_service.orders import qualify_order, unqualify_cancel, unqualify_refund
+from tiers_service.orders import apply_order_events
 from tiers_service.settings import TiersSettings
 
 DEFINITION = ServiceDefinition(
@@ -20,11 +20,8 @@ DEFINITION = ServiceDefinition(
     kit=kit,
     routers=(members.router, admin.router),
     consumes=(ORDERS_TOPIC,),
-    handlers={
-        "order.paid": qualify_order,
-        "order.refunded": unqualify_refund,
-        "order.cancelled": unqualify_cancel,
-    },
+    handles=(OrderPaid.event_type, OrderRefunded.event_type, OrderCancelled.event_type),
+    handler=apply_order_events,
     jobs=(evaluation_job,),
 )
 

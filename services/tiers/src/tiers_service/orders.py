@@ -4,8 +4,10 @@ lower the figures (they never demote by themselves: demotion waits for an evalua
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import replace
 from decimal import Decimal
+from typing import Any
 
 from sqlalchemy import select, update
 from sqlalchemy.dialects.postgresql import insert
@@ -15,6 +17,7 @@ from loyalty_shared.clock import now as clock_now
 from loyalty_shared.envelope import CloudEvent
 from loyalty_shared.events import OrderCancelled, OrderPaid, OrderRefunded
 from loyalty_shared.events.orders import OrderLine
+from loyalty_shared.handling import Delivery
 from loyalty_shared.orders import PaidOrder, check_cancel, check_refund
 from tiers_service import domain
 from tiers_service.evaluations import run_due_steps
@@ -149,3 +152,16 @@ async def unqualify_cancel(session: AsyncSession, event: CloudEvent, cancel: Ord
         .where(QualifyingOrder.order_id == cancel.order_id, QualifyingOrder.cancelled_at.is_(None))
         .values(cancelled_at=event.time)
     )
+
+
+async def apply_order_events(session: AsyncSession, deliveries: Sequence[Delivery]) -> None:
+    """The service's handler: the batch's order events, one after the other, in offset order."""
+    for delivery in deliveries:
+        await _APPLY[delivery.type](session, delivery.event, delivery.data)
+
+
+_APPLY: dict[str, Callable[[AsyncSession, CloudEvent, Any], Awaitable[None]]] = {
+    OrderPaid.event_type: qualify_order,
+    OrderRefunded.event_type: unqualify_refund,
+    OrderCancelled.event_type: unqualify_cancel,
+}

@@ -11,15 +11,11 @@ from sqlalchemy import bindparam, func, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from loyalty_shared.clock import now as clock_now
 from loyalty_shared.db import defer_insert
-from loyalty_shared.envelope import new_event
-from loyalty_shared.events import TIERS_TOPIC, TierBenefits, TierChanged, schema_uri
-from loyalty_shared.messaging.outbox import add_to_outbox
+from loyalty_shared.events import TierBenefits, TierChanged
+from loyalty_shared.messaging.outbox import publish
 from tiers_service import domain
-from tiers_service.models import Member, QualifyingOrder, TierHistory, kit, table
-
-SOURCE = "urn:loyalty:tiers"
+from tiers_service.models import Member, QualifyingOrder, TierHistory, table
 
 # Statements on the hot path are built once (Core, bound at execution).
 _members = table(Member)
@@ -152,10 +148,8 @@ async def record_change(
     effective_at = change.at
     in_force = benefits(ladder, change.to_tier)
     figures_doc = {**change.figures, "effective_at": effective_at.isoformat()}
-    event = new_event(
-        "tier.changed",
-        SOURCE,
-        member_id,
+    event = publish(
+        session,
         TierChanged(
             member_id=member_id,
             from_tier=change.from_tier,
@@ -167,11 +161,10 @@ async def record_change(
             benefits=in_force,
             effective_at=effective_at,
         ),
-        # The event's time orders changes for consumers (the points projection keeps the newest):
-        # the time it is decided, even when it settles a step that was due earlier.
-        time=clock_now(session),
-        dataschema=schema_uri("tier.changed"),
+        member_id,
     )
+    # The event's time (the service clock: when the change is decided, even when it settles a step
+    # that was due earlier) orders changes for consumers; the points projection keeps the newest.
     defer_insert(
         session,
         table(TierHistory),
@@ -188,4 +181,3 @@ async def record_change(
             "event_id": event.id,
         },
     )
-    await add_to_outbox(session, kit, TIERS_TOPIC, event)

@@ -5,8 +5,6 @@ model; ``TOPICS`` says which types travel on which topic. ``loyalty schemas`` ex
 every type and an AsyncAPI document for the topics from these two tables.
 """
 
-from pydantic import BaseModel
-
 from loyalty_shared.events.orders import (
     ORDERS_TOPIC,
     OrderCancelled,
@@ -23,32 +21,28 @@ from loyalty_shared.events.points import (
     PointsReversed,
 )
 from loyalty_shared.events.tiers import TIERS_TOPIC, TierBenefits, TierChanged
+from loyalty_shared.events.types import EventData
 
 SCHEMA_VERSION = "1"
 
-EVENT_TYPES: dict[str, type[BaseModel]] = {
-    "order.paid": OrderPaid,
-    "order.refunded": OrderRefunded,
-    "order.cancelled": OrderCancelled,
-    "points.earned": PointsEarned,
-    "points.reversed": PointsReversed,
-    "points.redeemed": PointsRedeemed,
-    "points.expired": PointsExpired,
-    "points.adjusted": PointsAdjusted,
-    "tier.changed": TierChanged,
+EVENT_TYPES: dict[str, type[EventData]] = {
+    model.event_type: model
+    for model in (
+        OrderPaid,
+        OrderRefunded,
+        OrderCancelled,
+        PointsEarned,
+        PointsReversed,
+        PointsRedeemed,
+        PointsExpired,
+        PointsAdjusted,
+        TierChanged,
+    )
 }
 
-TOPICS: dict[str, list[str]] = {
-    ORDERS_TOPIC: ["order.paid", "order.refunded", "order.cancelled"],
-    POINTS_TOPIC: [
-        "points.earned",
-        "points.reversed",
-        "points.redeemed",
-        "points.expired",
-        "points.adjusted",
-    ],
-    TIERS_TOPIC: ["tier.changed"],
-}
+TOPICS: dict[str, list[str]] = {}
+for _model in EVENT_TYPES.values():
+    TOPICS.setdefault(_model.topic, []).append(_model.event_type)
 
 
 def schema_uri(event_type: str) -> str:
@@ -62,6 +56,7 @@ __all__ = [
     "SCHEMA_VERSION",
     "TIERS_TOPIC",
     "TOPICS",
+    "EventData",
     "OrderCancelled",
     "OrderLine",
     "OrderPaid",

@@ -1,8 +1,10 @@
 """Order events, produced by the e-commerce backend on topic ``orders`` (key = member id)."""
 
+from typing import ClassVar
+
 from pydantic import BaseModel, ConfigDict, Field
 
-from loyalty_shared.events.types import Currency, MemberId, Money, PositiveMoney
+from loyalty_shared.events.types import Currency, EventData, MemberId, Money, PositiveMoney
 
 ORDERS_TOPIC = "orders"
 # The most lines an order event may carry (an order with more is dead-lettered); with the byte limit
@@ -19,7 +21,7 @@ class OrderLine(BaseModel):
     unit_price: Money
 
 
-class _OrderEvent(BaseModel):
+class _OrderEvent(EventData):
     model_config = ConfigDict(extra="forbid")
 
     order_id: str = Field(min_length=1, max_length=64)
@@ -32,11 +34,17 @@ class _OrderEvent(BaseModel):
 class OrderPaid(_OrderEvent):
     """An order was paid; ``amount`` is what the member paid."""
 
+    event_type: ClassVar[str] = "order.paid"
+    topic: ClassVar[str] = ORDERS_TOPIC
+
     amount: PositiveMoney
 
 
 class OrderRefunded(_OrderEvent):
     """Part or all of an order was refunded; ``amount`` is this refund's amount."""
+
+    event_type: ClassVar[str] = "order.refunded"
+    topic: ClassVar[str] = ORDERS_TOPIC
 
     refund_id: str = Field(min_length=1, max_length=64)
     amount: PositiveMoney = Field(description="this refund's amount")
@@ -44,5 +52,8 @@ class OrderRefunded(_OrderEvent):
 
 class OrderCancelled(_OrderEvent):
     """The whole order was cancelled; everything it earned is reversed."""
+
+    event_type: ClassVar[str] = "order.cancelled"
+    topic: ClassVar[str] = ORDERS_TOPIC
 
     amount: Money = Field(description="the order's amount, for the record")

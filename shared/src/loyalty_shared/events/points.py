@@ -1,13 +1,18 @@
 """Events the points service publishes on ``loyalty.points`` (key = member id)."""
 
-from pydantic import AwareDatetime, BaseModel, Field
+from typing import ClassVar
 
-from loyalty_shared.events.types import MemberId
+from pydantic import AwareDatetime, Field
+
+from loyalty_shared.events.types import EventData, MemberId
 
 POINTS_TOPIC = "loyalty.points"
 
 
-class PointsEarned(BaseModel):
+class PointsEarned(EventData):
+    event_type: ClassVar[str] = "points.earned"
+    topic: ClassVar[str] = POINTS_TOPIC
+
     member_id: MemberId
     order_id: str
     points: int = Field(ge=0)
@@ -19,7 +24,10 @@ class PointsEarned(BaseModel):
     debt_repaid: int = Field(ge=0, default=0)
 
 
-class PointsReversed(BaseModel):
+class PointsReversed(EventData):
+    event_type: ClassVar[str] = "points.reversed"
+    topic: ClassVar[str] = POINTS_TOPIC
+
     member_id: MemberId
     order_id: str
     refund_id: str | None = None
@@ -29,7 +37,10 @@ class PointsReversed(BaseModel):
     debt_created: int = Field(ge=0, default=0)
 
 
-class PointsRedeemed(BaseModel):
+class PointsRedeemed(EventData):
+    event_type: ClassVar[str] = "points.redeemed"
+    topic: ClassVar[str] = POINTS_TOPIC
+
     member_id: MemberId
     redemption_id: str
     points: int = Field(gt=0)
@@ -37,14 +48,20 @@ class PointsRedeemed(BaseModel):
     reference: str | None = None
 
 
-class PointsExpired(BaseModel):
+class PointsExpired(EventData):
+    event_type: ClassVar[str] = "points.expired"
+    topic: ClassVar[str] = POINTS_TOPIC
+
     member_id: MemberId
     lot_id: int
     points: int = Field(gt=0)
     expired_at: AwareDatetime
 
 
-class PointsAdjusted(BaseModel):
+class PointsAdjusted(EventData):
+    event_type: ClassVar[str] = "points.adjusted"
+    topic: ClassVar[str] = POINTS_TOPIC
+
     member_id: MemberId
     adjustment_id: str
     points: int

@@ -4,11 +4,11 @@ The points service keeps a local projection of ``tier.changed`` for its tier mul
 service will act on the benefits (an upgrade gift on the way up).
 """
 
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 from pydantic import AwareDatetime, BaseModel, Field
 
-from loyalty_shared.events.types import MemberId
+from loyalty_shared.events.types import EventData, MemberId
 
 TIERS_TOPIC = "loyalty.tiers"
 
@@ -25,7 +25,10 @@ class TierBenefits(BaseModel):
     upgrade_gift: str | None = Field(default=None, max_length=64)
 
 
-class TierChanged(BaseModel):
+class TierChanged(EventData):
+    event_type: ClassVar[str] = "tier.changed"
+    topic: ClassVar[str] = TIERS_TOPIC
+
     member_id: MemberId
     from_tier: str | None = None
     to_tier: str

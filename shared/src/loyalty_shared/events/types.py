@@ -2,9 +2,9 @@
 
 import re
 from decimal import Decimal
-from typing import Annotated
+from typing import Annotated, ClassVar
 
-from pydantic import BeforeValidator, PlainSerializer, StringConstraints, WithJsonSchema
+from pydantic import BaseModel, BeforeValidator, PlainSerializer, StringConstraints, WithJsonSchema
 
 MemberId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$")]
 Currency = Annotated[str, StringConstraints(pattern=r"^[A-Z]{3}$")]
@@ -45,3 +45,16 @@ PositiveMoney = Annotated[
     _SERIALIZE,
     WithJsonSchema({"type": "string", "pattern": POSITIVE_MONEY_PATTERN}),
 ]
+
+
+def money_text(amount: Decimal) -> str:
+    """Money as a person writes it, whatever the column's scale: 100.0000 -> 100.00, 1.2340 -> 1.234."""
+    cents = amount.quantize(Decimal("0.01"))
+    return format(cents if cents == amount else amount.normalize(), "f")
+
+
+class EventData(BaseModel):
+    """The ``data`` of one event type; the class knows its CloudEvent type and its topic."""
+
+    event_type: ClassVar[str]
+    topic: ClassVar[str]

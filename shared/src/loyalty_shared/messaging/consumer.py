@@ -11,8 +11,9 @@ number of times inside a savepoint, then dead-lettered. When the database or the
 down, nothing is dead-lettered: the batch is rolled back, the partitions rewound, and the batch is
 tried again after a pause.
 
-A service's handler is ``async def handler(session, event, data)``: it sees a session inside the
-batch transaction, the envelope and the typed data, and nothing of Kafka.
+A service's handler (``loyalty_shared.handling``) is called once per batch with the batch's new
+events in offset order, sees a session inside the batch transaction, and nothing of Kafka. When it
+raises, the batch is run again one event at a time, each in a savepoint (the per-event fallback).
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ import asyncio
 import functools
 import logging
 import time
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -30,26 +31,20 @@ from aiokafka.abc import ConsumerRebalanceListener
 from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
 from pydantic import BaseModel, ValidationError
 from sqlalchemy import select, text
-from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
-from sqlalchemy.sql.dml import ReturningInsert
+from sqlalchemy.sql.elements import TextClause
 
 from loyalty_shared import failpoints
 from loyalty_shared.db import KitTables, deferred_mark, discard_deferred
 from loyalty_shared.envelope import CloudEvent, InvalidEvent, describe_validation_error, parse_event
 from loyalty_shared.events import EVENT_TYPES
+from loyalty_shared.handling import BatchHandler, Delivery, PermanentEventError
 from loyalty_shared.messaging.deadletters import dead_letter_headers, dead_letter_topic, dead_letter_value
 from loyalty_shared.observability import BATCH_SECONDS, CONSUMER_LAG, EVENTS_CONSUMED
 from loyalty_shared.settings import ConsumerSettings, KafkaSettings
 
 log = logging.getLogger(__name__)
-
-Handler = Callable[[AsyncSession, CloudEvent, Any], Awaitable[None]]
-
-
-class PermanentEventError(Exception):
-    """The event can never succeed as it is (e.g. a refund of an unknown order): dead-letter it now."""
 
 
 class InfrastructureError(Exception):
@@ -83,7 +78,8 @@ class ConsumerRunner:
         *,
         name: str,
         topics: Sequence[str],
-        handlers: Mapping[str, Handler],
+        event_types: Collection[str],
+        handler: BatchHandler,
         sessions: async_sessionmaker[AsyncSession],
         kit: KitTables,
         producer: Any,
@@ -91,12 +87,13 @@ class ConsumerRunner:
         settings: ConsumerSettings,
         after_commit: Callable[[], None] | None = None,
     ) -> None:
-        unknown = set(handlers) - set(EVENT_TYPES)
+        unknown = set(event_types) - set(EVENT_TYPES)
         if unknown:
-            raise ValueError(f"handlers for event types with no schema: {sorted(unknown)}")
+            raise ValueError(f"handling event types with no schema: {sorted(unknown)}")
         self.name = name
         self.topics = list(topics)
-        self._handlers = dict(handlers)
+        self._event_types = frozenset(event_types)
+        self._handler = handler
         self._sessions = sessions
         self._kit = kit
         self._producer = producer
@@ -212,58 +209,71 @@ class ConsumerRunner:
         outcomes: list[tuple[str, str]] = []
         decoded = [self._decode_or_quarantine(record) for records in batch.values() for record in records]
         async with self._sessions() as session, session.begin():
-            # Fast path: the whole batch's event ids go into the inbox in one statement.
-            fresh = None if isolate else await self._record_batch_in_inbox(session, decoded)
-            for item in decoded:
-                letter: _DeadLetter | None
-                if isinstance(item, _DeadLetter):
-                    outcome, letter = (item.event_type, "dead_lettered"), item
-                elif fresh is None:
-                    outcome, letter = await self._handle_isolated(session, *item)
-                else:
-                    outcome, letter = await self._handle_in_batch(session, fresh, *item), None
-                outcomes.append(outcome)
-                if letter is not None:
-                    dead.append(letter)
+            if isolate:
+                for item in decoded:
+                    letter: _DeadLetter | None
+                    if isinstance(item, _DeadLetter):
+                        outcome, letter = (item.event_type, "dead_lettered"), item
+                    else:
+                        outcome, letter = await self._handle_isolated(session, *item)
+                    outcomes.append(outcome)
+                    if letter is not None:
+                        dead.append(letter)
+            else:
+                outcomes = await self._handle_in_batch(session, decoded)
+                dead = [item for item in decoded if isinstance(item, _DeadLetter)]
             if dead:
                 await self._publish_dead_letters(dead)
         return outcomes
 
-    def _decode_or_quarantine(self, record: Any) -> tuple[Any, CloudEvent, BaseModel] | _DeadLetter:
+    async def _handle_in_batch(
+        self, session: AsyncSession, decoded: Sequence[tuple[Any, Delivery] | _DeadLetter]
+    ) -> list[tuple[str, str]]:
+        """The fast path: the batch's event ids into the inbox in one statement, then the handler
+        once with the new events, in offset order."""
+        events = [item for item in decoded if not isinstance(item, _DeadLetter)]
+        fresh = await self._record_in_inbox(session, events) if events else set()
+        outcomes: list[tuple[str, str]] = []
+        deliveries: list[Delivery] = []
+        for item in decoded:
+            if isinstance(item, _DeadLetter):
+                outcomes.append((item.event_type, "dead_lettered"))
+            elif item[1].event.id in fresh:
+                fresh.discard(item[1].event.id)  # the same event twice in one batch: once
+                deliveries.append(item[1])
+                outcomes.append((item[1].type, "processed"))
+            else:
+                outcomes.append((item[1].type, "duplicate"))
+        if deliveries:
+            try:
+                await self._handler(session, deliveries)
+            except Exception as exc:
+                await self._ensure_database_alive(exc)
+                raise _HandlerFailed from exc
+        return outcomes
+
+    def _decode_or_quarantine(self, record: Any) -> tuple[Any, Delivery] | _DeadLetter:
         try:
             event, data = self._decode(record)
         except (InvalidEvent, _UnknownType) as exc:
             kind = exc.event_type if isinstance(exc, _UnknownType) else "invalid"
             return _DeadLetter(record, str(exc), 0, kind)
-        return record, event, data
-
-    async def _handle_in_batch(
-        self, session: AsyncSession, fresh: set[str], record: Any, event: CloudEvent, data: BaseModel
-    ) -> tuple[str, str]:
-        if event.id not in fresh:
-            return event.type, "duplicate"
-        fresh.discard(event.id)  # the same event twice in one batch: the second is a duplicate
-        try:
-            await self._handlers[event.type](session, event, data)
-        except Exception as exc:
-            await self._ensure_database_alive(exc)
-            raise _HandlerFailed from exc
-        return event.type, "processed"
+        return record, Delivery(event, data)
 
     async def _handle_isolated(
-        self, session: AsyncSession, record: Any, event: CloudEvent, data: BaseModel
+        self, session: AsyncSession, record: Any, delivery: Delivery
     ) -> tuple[tuple[str, str], _DeadLetter | None]:
         """One savepoint per attempt: a failing event is retried, then dead-lettered, alone."""
-        handler = self._handlers[event.type]
+        event = delivery.event
         attempt = 0
         while True:
             attempt += 1
             mark = deferred_mark(session)
             try:
                 async with session.begin_nested():
-                    if not await self._record_in_inbox(session, [(record, event)]):
+                    if not await self._record_in_inbox(session, [(record, delivery)]):
                         return (event.type, "duplicate"), None
-                    await handler(session, event, data)
+                    await self._handler(session, [delivery])
                 return (event.type, "processed"), None
             except PermanentEventError as exc:
                 discard_deferred(session, mark)
@@ -289,7 +299,7 @@ class ConsumerRunner:
     def _decode(self, record: Any) -> tuple[CloudEvent, BaseModel]:
         event = parse_event(record.value)
         model = EVENT_TYPES.get(event.type)
-        if model is None or event.type not in self._handlers:
+        if model is None or event.type not in self._event_types:
             raise _UnknownType(event.type)
         try:
             data = model.model_validate(event.data)
@@ -299,28 +309,22 @@ class ConsumerRunner:
             ) from exc
         return event, data
 
-    async def _record_batch_in_inbox(
-        self, session: AsyncSession, decoded: Sequence[tuple[Any, CloudEvent, BaseModel] | _DeadLetter]
-    ) -> set[str]:
-        events = [(item[0], item[1]) for item in decoded if not isinstance(item, _DeadLetter)]
-        return await self._record_in_inbox(session, events) if events else set()
-
     async def _record_in_inbox(
-        self, session: AsyncSession, events: Sequence[tuple[Any, CloudEvent]]
+        self, session: AsyncSession, events: Sequence[tuple[Any, Delivery]]
     ) -> set[str]:
         """Insert the event ids; returns those that were not there yet (the rest are duplicates)."""
-        rows = {
-            event.id: {
+        rows = {delivery.event.id: (delivery.type, record) for record, delivery in events}
+        inserted = await session.execute(
+            _inbox_insert(self._kit),
+            {
                 "consumer": self.name,
-                "event_id": event.id,
-                "event_type": event.type,
-                "topic": record.topic,
-                "partition": record.partition,
-                "offset": record.offset,
-            }
-            for record, event in events
-        }
-        inserted = await session.execute(_inbox_insert(self._kit).values(list(rows.values())))
+                "ids": list(rows),
+                "types": [event_type for event_type, _ in rows.values()],
+                "topics": [record.topic for _, record in rows.values()],
+                "partitions": [record.partition for _, record in rows.values()],
+                "offsets": [record.offset for _, record in rows.values()],
+            },
+        )
         return set(inserted.scalars())
 
     async def _ensure_database_alive(self, cause: Exception | None = None) -> None:
@@ -366,12 +370,13 @@ class ConsumerRunner:
 
 
 @functools.cache
-def _inbox_insert(kit: KitTables) -> ReturningInsert[Any]:
-    inbox = kit.inbox
-    return (
-        insert(inbox)
-        .on_conflict_do_nothing(index_elements=[inbox.c.consumer, inbox.c.event_id])
-        .returning(inbox.c.event_id)
+def _inbox_insert(kit: KitTables) -> TextClause:
+    """One statement for a whole batch's event ids, built (and compiled) once."""
+    return text(
+        f'INSERT INTO {kit.inbox.name} (consumer, event_id, event_type, topic, "partition", "offset") '
+        "SELECT CAST(:consumer AS text), * FROM unnest(CAST(:ids AS text[]), CAST(:types AS text[]), "
+        "CAST(:topics AS text[]), CAST(:partitions AS bigint[]), CAST(:offsets AS bigint[])) "
+        "ON CONFLICT (consumer, event_id) DO NOTHING RETURNING event_id"
     )
 
 

@@ -1,6 +1,6 @@
 """Transactional outbox: events are written in the state change's transaction; a relay publishes.
 
-``add_to_outbox`` is called by a service inside its unit of work. ``OutboxRelay`` publishes unpublished
+``publish`` is called by a service inside its unit of work. ``OutboxRelay`` publishes unpublished
 rows in id order and marks them only after the broker acknowledged them, so a crash anywhere delays
 an event but never drops it (consumers dedupe the occasional re-publish by event id).
 
@@ -15,34 +15,58 @@ import asyncio
 import contextlib
 import logging
 import zlib
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from loyalty_shared import failpoints
+from loyalty_shared.clock import now as clock_now
 from loyalty_shared.db import KitTables, defer_insert
-from loyalty_shared.envelope import CONTENT_TYPE, CloudEvent
+from loyalty_shared.envelope import CONTENT_TYPE, CloudEvent, new_event
+from loyalty_shared.events import EventData, schema_uri
 from loyalty_shared.observability import OUTBOX_BACKLOG, OUTBOX_PUBLISHED
 
 log = logging.getLogger(__name__)
 
 
-async def add_to_outbox(session: AsyncSession, kit: KitTables, topic: str, event: CloudEvent) -> None:
-    if not event.subject:
+def publish(session: AsyncSession, data: EventData, subject: str) -> CloudEvent:
+    """Emit an event from inside a unit of work: a CloudEvent of ``data``'s type (at the service's
+    clock, from the service's source) written to the outbox, at commit, with the state change.
+    ``subject`` is the member id (the Kafka key that keeps one member's events in order)."""
+    if not subject:
         raise ValueError("an outgoing event needs a subject (the member id, used as Kafka key)")
+    service: ServiceTag = session.info["service"]
+    event = new_event(
+        data.event_type,
+        service.source,
+        subject,
+        data,
+        time=clock_now(session),
+        dataschema=schema_uri(data.event_type),
+    )
     defer_insert(
         session,
-        kit.outbox,
+        service.kit.outbox,
         {
-            "topic": topic,
-            "key": event.subject,
+            "topic": data.topic,
+            "key": subject,
             "event_id": event.id,
             "event_type": event.type,
             "payload": event.to_bytes(),
             "headers": {"content-type": CONTENT_TYPE, "ce_type": event.type},
         },
     )
+    return event
+
+
+@dataclass(frozen=True)
+class ServiceTag:
+    """What a session knows of the service that opened it (``session.info["service"]``)."""
+
+    source: str  # the CloudEvent source of what it emits, e.g. urn:loyalty:points
+    kit: KitTables
 
 
 class OutboxRelay:
