@@ -31,7 +31,7 @@ from loyalty_cli.services import SERVICES
 from loyalty_cli.simulate import generate_orders
 from loyalty_shared.envelope import CloudEvent
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.embedded]
 
 T = TypeVar("T")
 

@@ -5,6 +5,7 @@ idempotent: a step once run is not due again."""
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Awaitable, Callable
 from datetime import datetime
 
 from pydantic import BaseModel, Field
@@ -18,6 +19,9 @@ from tiers_service.models import Member
 from tiers_service.standings import figures, lock_standing, record_change, save_standing
 
 MEMBERS_PER_TRANSACTION = 200
+
+# (member, start, end) -> the member's figures in (start, end]
+FiguresOf = Callable[[str, datetime, datetime | None], Awaitable[domain.Figures]]
 
 
 class EvaluationSummary(BaseModel):
@@ -47,13 +51,18 @@ async def run_due_steps(
     *,
     tally: Counter[str] | None = None,
     record: bool = True,
+    figures_of: FiguresOf | None = None,
 ) -> domain.Standing:
     """Run the member's steps due at ``now`` in time order, each at its own time; changes are
     recorded (history, ``tier.changed``) unless ``record`` is false (a read that looks ahead).
+    The figures come from the database unless ``figures_of`` (a batch's workset) gives them.
     The caller saves the standing it gets back."""
     while (step := domain.due(standing, now)) is not None:
         start, end = domain.due_window(ladder, standing, step)
-        found = await figures(session, standing.member_id, ladder, start, end)
+        if figures_of is None:
+            found = await figures(session, standing.member_id, ladder, start, end)
+        else:
+            found = await figures_of(standing.member_id, start, end)
         result, change = domain.apply_due(ladder, standing, step, found)
         if tally is not None:
             _count(tally, ladder, step, standing, result)

@@ -37,7 +37,7 @@ _FIGURES_OPEN = select(func.coalesce(func.sum(_net), 0), func.count().filter(_ne
 _FIGURES_BOUNDED = _FIGURES_OPEN.where(_orders.c.paid_at <= bindparam("end"))
 
 
-def _standing(row: Any) -> domain.Standing:
+def standing_from_row(row: Any) -> domain.Standing:
     override = None
     if row.override_tier is not None:
         override = domain.Override(
@@ -62,7 +62,7 @@ def _standing(row: Any) -> domain.Standing:
     )
 
 
-def _columns(standing: domain.Standing) -> dict[str, Any]:
+def columns(standing: domain.Standing) -> dict[str, Any]:
     override = standing.override
     return {
         "member_id": standing.member_id,
@@ -86,21 +86,21 @@ def _columns(standing: domain.Standing) -> dict[str, Any]:
 async def lock_standing(session: AsyncSession, member_id: str) -> domain.Standing | None:
     """The member's standing, locked for the rest of the transaction; None for a member never seen."""
     row = (await session.execute(_LOCK, {"member_id": member_id})).first()
-    return None if row is None else _standing(row)
+    return None if row is None else standing_from_row(row)
 
 
 async def read_standing(session: AsyncSession, member_id: str) -> domain.Standing | None:
     row = (await session.execute(select(_members).where(_members.c.member_id == member_id))).first()
-    return None if row is None else _standing(row)
+    return None if row is None else standing_from_row(row)
 
 
 async def create_standing(session: AsyncSession, standing: domain.Standing) -> bool:
     """Insert a new member's standing; False if another transaction created the member first."""
-    return (await session.execute(_CREATE, _columns(standing))).first() is not None
+    return (await session.execute(_CREATE, columns(standing))).first() is not None
 
 
 async def save_standing(session: AsyncSession, standing: domain.Standing) -> None:
-    values = _columns(standing)
+    values = columns(standing)
     member_id = values.pop("member_id")
     await session.execute(update(_members).where(_members.c.member_id == member_id).values(**values))
 
