@@ -6,9 +6,14 @@ and outbox live in the service's own database, under the service's own Alembic h
 
 from __future__ import annotations
 
+import json
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, cast
+from functools import cache
+from typing import Any, TypeAlias, cast
 
+import asyncpg
+from asyncpg.pool import PoolConnectionProxy
 from sqlalchemy import (
     BigInteger,
     Column,
@@ -19,12 +24,14 @@ from sqlalchemy import (
     MetaData,
     String,
     Table,
+    TextClause,
     event,
     func,
-    insert,
     text,
 )
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -32,6 +39,7 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 from sqlalchemy.orm import DeclarativeBase, Session, SessionTransaction
+from sqlalchemy.types import JSON
 
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
@@ -116,8 +124,40 @@ def _insert_deferred(session: Session) -> None:
     for table, row in queued:
         by_table.setdefault(table, []).append(row)
     for table, rows in by_table.items():
-        columns = {key for row in rows for key in row}
-        session.execute(insert(table), [{key: row.get(key) for key in columns} for row in rows])
+        columns = tuple(sorted({key for row in rows for key in row}))
+        session.execute(unnest_insert(table, columns), columns_of(table, rows, columns))
+
+
+@cache
+def unnest_insert(table: Table, columns: tuple[str, ...]) -> TextClause:
+    """``INSERT INTO table (columns)`` of many rows in one statement, one array per column
+    (``columns_of``), inserted in the arrays' order. Its text depends only on the columns, so it
+    is built once and the driver prepares it once per connection, however many rows it carries."""
+    dialect = cast(Any, postgresql).dialect()
+    arrays = []
+    for name in columns:
+        kind = table.c[name].type
+        if isinstance(kind, JSON):  # sent as text (see columns_of), cast by the server
+            arrays.append(f"CAST(CAST(:{name} AS text[]) AS {kind.compile(dialect=dialect)}[])")
+        else:
+            arrays.append(f"CAST(:{name} AS {kind.compile(dialect=dialect)}[])")
+    names = ", ".join(f'"{name}"' for name in columns)
+    return text(
+        f'INSERT INTO "{table.name}" ({names}) SELECT {names} FROM unnest({", ".join(arrays)}) '
+        f"WITH ORDINALITY AS rows ({names}, ordinality) ORDER BY ordinality"
+    )
+
+
+def columns_of(
+    table: Table, rows: Sequence[Mapping[str, Any]], columns: Sequence[str]
+) -> dict[str, list[Any]]:
+    """Rows as one list per column (a missing value is NULL; JSON as text): the parameters of
+    ``unnest_insert``."""
+    arrays = {name: [row.get(name) for row in rows] for name in columns}
+    for name in columns:
+        if isinstance(table.c[name].type, JSON):
+            arrays[name] = [None if value is None else json.dumps(value) for value in arrays[name]]
+    return arrays
 
 
 @event.listens_for(Session, "after_transaction_end")
@@ -130,8 +170,27 @@ def _forget_deferred(session: Session, transaction: SessionTransaction) -> None:
 
 def create_engine(url: str, *, pool_size: int = 10) -> AsyncEngine:
     # No pre-ping (a round trip per checkout); a connection the server dropped is discarded when it
-    # fails, and connections are recycled every 30 minutes.
-    return create_async_engine(url, pool_size=pool_size, max_overflow=pool_size, pool_recycle=1800)
+    # fails, and connections are recycled every 30 minutes. No overflow: under load, connections
+    # opened above the pool would be closed as soon as they are returned and opened again for the
+    # next request (connect, TLS probe, authentication, every statement prepared anew), which costs
+    # far more than waiting a moment for a pooled one.
+    return create_async_engine(url, pool_size=pool_size, max_overflow=0, pool_recycle=1800)
+
+
+# what a read gets from ``Runtime.reading`` (tests may pass a plain connection)
+ReadConnection: TypeAlias = "asyncpg.Connection[asyncpg.Record] | PoolConnectionProxy[asyncpg.Record]"
+
+
+async def _keep(connection: ReadConnection) -> None:
+    """Read connections change no session state (no transaction, lock, cursor, setting or LISTEN
+    outlives a statement), so there is nothing to reset: no ``RESET ALL`` round trip per read."""
+
+
+async def create_read_pool(url: str, *, size: int) -> asyncpg.Pool[asyncpg.Record]:
+    """Connections for the fast read path (``Runtime.reading``): asyncpg's own pool, statements
+    prepared once per connection, each read one round trip in autocommit."""
+    dsn = make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+    return await asyncpg.create_pool(dsn, min_size=1, max_size=size, reset=_keep)
 
 
 def session_factory(engine: AsyncEngine, **info: Any) -> async_sessionmaker[AsyncSession]:

@@ -7,7 +7,6 @@ order on one partition.
 
 from __future__ import annotations
 
-import json
 import uuid
 from datetime import UTC, datetime
 from typing import Any, Literal
@@ -69,14 +68,13 @@ def parse_event(raw: bytes | None) -> CloudEvent:
     if len(raw) > MAX_EVENT_BYTES:
         raise InvalidEvent(f"event of {len(raw)} bytes; the limit is {MAX_EVENT_BYTES} bytes")
     try:
-        obj = json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise InvalidEvent(f"not JSON: {exc}") from exc
-    if not isinstance(obj, dict):
-        raise InvalidEvent("not a JSON object")
-    try:
-        return CloudEvent.model_validate(obj)
+        return CloudEvent.model_validate_json(raw)  # parsed and checked in one pass
     except ValidationError as exc:
+        first = exc.errors()[0]
+        if first["type"] == "json_invalid":
+            raise InvalidEvent(f"not JSON: {first['msg']}") from exc
+        if first["type"] == "model_type" and not first["loc"]:
+            raise InvalidEvent("not a JSON object") from exc
         raise InvalidEvent(f"not a CloudEvent 1.0: {_short(exc)}") from exc
 
 

@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import ROUND_FLOOR, Decimal, localcontext
+from functools import lru_cache
 
 from loyalty_shared.dates import add_months, require_aware
 from points_service.domain.rules import (
@@ -54,19 +55,20 @@ def accrue_points(
     """
     require_amount(amount, "amount")
     require_amount(tier_multiplier, "tier_multiplier")
-    problems = validate_rules(rules)
+    problems = _problems(rules)
     if problems:
-        raise ValueError(f"earning rules version {rules.version!r} are invalid: {problems}")
+        raise ValueError(f"earning rules version {rules.version!r} are invalid: {list(problems)}")
 
     with localcontext(EXACT):
-        line_total = sum((line.value for line in lines), Decimal(0))
+        values = [line.quantity * line.unit_price for line in lines]  # exactly: PricedLine.value
+        line_total = sum(values, Decimal(0))
         base = amount * rules.points_per_unit * tier_multiplier
         if line_total == 0:
             points = base.to_integral_value(rounding=ROUND_FLOOR)
         else:
+            weighted = zip(values, (line.category for line in lines), strict=True)
             weighted_total = sum(
-                (line.value * rules.category_multiplier(line.category) for line in lines),
-                Decimal(0),
+                (value * rules.category_multiplier(category) for value, category in weighted), Decimal(0)
             )
             # Multiply first and divide last, so the only rounding is this floor division
             # (both sides are non-negative, so truncation is the floor).
@@ -85,3 +87,9 @@ def earning_schedule(paid_at: datetime, rules: EarningRules) -> tuple[datetime, 
     require_count(rules.expiry_months, "expiry_months", minimum=1)
     available_at = paid_at + timedelta(days=rules.return_window_days)
     return available_at, add_months(available_at, rules.expiry_months)
+
+
+@lru_cache(maxsize=64)
+def _problems(rules: EarningRules) -> tuple[str, ...]:
+    """``validate_rules``, once per distinct set of rules (they are frozen)."""
+    return tuple(validate_rules(rules))
