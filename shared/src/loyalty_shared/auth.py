@@ -82,6 +82,9 @@ class ScopeCheck:
         self.scopes = scopes
 
     async def __call__(self, request: Request) -> Principal:
+        found = getattr(request.state, "principal", None)  # AuthenticatedRoute checked it already
+        if isinstance(found, Principal) and found.scope in self.scopes:
+            return found
         return self.authorize(request)
 
     def authorize(self, request: Request) -> Principal:

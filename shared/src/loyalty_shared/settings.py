@@ -110,6 +110,7 @@ class ServiceSettings(DatabaseSettings):
     relay_poll_ms: int = Field(default=100, ge=5)
     relay_batch_size: int = Field(default=500, ge=1)
     db_pool_size: int = Field(default=10, ge=1)
+    db_read_pool_size: int = Field(default=4, ge=1, description="connections of the fast read path")
     settable_clock: bool = Field(
         default=False,
         description="mount PUT /v1/clock so tests and demos can move time forward (never in production)",

@@ -44,7 +44,7 @@ def _due_condition(now: datetime) -> ColumnElement[bool]:
 
 
 async def run_due_steps(
-    session: AsyncSession,
+    session: AsyncSession | None,
     ladder: domain.Ladder,
     standing: domain.Standing,
     now: datetime,
@@ -55,11 +55,12 @@ async def run_due_steps(
 ) -> domain.Standing:
     """Run the member's steps due at ``now`` in time order, each at its own time; changes are
     recorded (history, ``tier.changed``) unless ``record`` is false (a read that looks ahead).
-    The figures come from the database unless ``figures_of`` (a batch's workset) gives them.
+    The figures come from the database unless ``figures_of`` (a batch's workset, a read) gives them.
     The caller saves the standing it gets back."""
     while (step := domain.due(standing, now)) is not None:
         start, end = domain.due_window(ladder, standing, step)
         if figures_of is None:
+            assert session is not None
             found = await figures(session, standing.member_id, ladder, start, end)
         else:
             found = await figures_of(standing.member_id, start, end)
@@ -67,6 +68,7 @@ async def run_due_steps(
         if tally is not None:
             _count(tally, ladder, step, standing, result)
         if change is not None and record:
+            assert session is not None, "recording a change needs the transaction"
             await record_change(session, ladder, standing.member_id, change)
         standing = result
     return standing

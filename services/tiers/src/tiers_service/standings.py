@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from decimal import Decimal
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy import bindparam, func, select, update
 from sqlalchemy.dialects.postgresql import insert
@@ -37,27 +37,32 @@ _FIGURES_OPEN = select(func.coalesce(func.sum(_net), 0), func.count().filter(_ne
 _FIGURES_BOUNDED = _FIGURES_OPEN.where(_orders.c.paid_at <= bindparam("end"))
 
 
-def standing_from_row(row: Any) -> domain.Standing:
+class Row(Protocol):
+    def __getitem__(self, key: str, /) -> Any: ...
+
+
+def standing_from_row(row: Row) -> domain.Standing:
+    """A members row (an asyncpg record, or a SQLAlchemy row's ``_mapping``) as a standing."""
     override = None
-    if row.override_tier is not None:
+    if row["override_tier"] is not None:
         override = domain.Override(
-            tier=row.override_tier,
-            reason=row.override_reason or "",
-            set_by=row.override_by or "",
-            set_at=row.override_at,
-            until=row.override_until,
+            tier=row["override_tier"],
+            reason=row["override_reason"] or "",
+            set_by=row["override_by"] or "",
+            set_at=row["override_at"],
+            until=row["override_until"],
         )
     return domain.Standing(
-        member_id=row.member_id,
-        tier=row.tier,
-        tier_since=row.tier_since,
-        earned=row.earned_tier,
-        earned_since=row.earned_since,
-        joined_at=row.joined_at,
-        next_evaluation_at=row.next_evaluation_at,
-        last_evaluation_at=row.last_evaluation_at,
-        grace_until=row.grace_until,
-        grace_from=row.grace_from,
+        member_id=row["member_id"],
+        tier=row["tier"],
+        tier_since=row["tier_since"],
+        earned=row["earned_tier"],
+        earned_since=row["earned_since"],
+        joined_at=row["joined_at"],
+        next_evaluation_at=row["next_evaluation_at"],
+        last_evaluation_at=row["last_evaluation_at"],
+        grace_until=row["grace_until"],
+        grace_from=row["grace_from"],
         override=override,
     )
 
@@ -86,12 +91,12 @@ def columns(standing: domain.Standing) -> dict[str, Any]:
 async def lock_standing(session: AsyncSession, member_id: str) -> domain.Standing | None:
     """The member's standing, locked for the rest of the transaction; None for a member never seen."""
     row = (await session.execute(_LOCK, {"member_id": member_id})).first()
-    return None if row is None else standing_from_row(row)
+    return None if row is None else standing_from_row(row._mapping)
 
 
 async def read_standing(session: AsyncSession, member_id: str) -> domain.Standing | None:
     row = (await session.execute(select(_members).where(_members.c.member_id == member_id))).first()
-    return None if row is None else standing_from_row(row)
+    return None if row is None else standing_from_row(row._mapping)
 
 
 async def create_standing(session: AsyncSession, standing: domain.Standing) -> bool:

@@ -3,6 +3,8 @@ tier, what keeping the tier takes at the next evaluation, and the history of cha
 
 from __future__ import annotations
 
+import json
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Any, Literal
 
@@ -10,14 +12,13 @@ from pydantic import BaseModel, Field
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from loyalty_shared.clock import now as clock_now
+from loyalty_shared.db import ReadConnection
 from loyalty_shared.events import TierBenefits
 from loyalty_shared.pagination import decode_cursor, encode_cursor
 from tiers_service import domain
-from tiers_service.evaluations import run_due_steps
-from tiers_service.ladders import current_ladder
+from tiers_service.evaluations import FiguresOf, run_due_steps
 from tiers_service.models import TierHistory
-from tiers_service.standings import benefits, current_figures, figures, read_standing
+from tiers_service.standings import benefits, standing_from_row
 
 
 class Requirement(BaseModel):
@@ -156,28 +157,135 @@ def explain(view: MemberTier) -> str:
     return text
 
 
-async def member_tier(session: AsyncSession, member_id: str) -> MemberTier:
-    ladder = await current_ladder(session)
-    now = clock_now(session)
-    standing = await read_standing(session, member_id)
+# A member's tier in one statement (one round trip): the ladder version in force, the standing, the
+# newest history row, and the member's counted orders (not cancelled) far enough back for every
+# window the view can ask about (the current one, the steps falling due, shown ahead, keeping the
+# tier, a grace period's make-up): paid after the earliest of $2 (the current window's start), the
+# grace period's start and each scheduled step's time less the longest window ($3).
+_TIER = """
+    SELECT (SELECT max(version) FROM ladders) AS ladder_version, m.*,
+           h.at AS h_at, h.reason AS h_reason, h.from_tier AS h_from_tier, h.to_tier AS h_to_tier,
+           h.figures::text AS h_figures, h.actor AS h_actor,
+           o.since, o.paid_at, o.net, o.currency
+    FROM (SELECT 1) AS one
+    LEFT JOIN members m ON m.member_id = $1
+    LEFT JOIN LATERAL (
+        SELECT * FROM tier_history WHERE member_id = $1 ORDER BY id DESC LIMIT 1
+    ) AS h ON true
+    CROSS JOIN LATERAL (
+        SELECT s.since,
+               array_agg(q.paid_at) FILTER (WHERE q.order_id IS NOT NULL) AS paid_at,
+               array_agg(q.qualifying - q.refunded) FILTER (WHERE q.order_id IS NOT NULL) AS net,
+               array_agg(q.currency) FILTER (WHERE q.order_id IS NOT NULL) AS currency
+        FROM (
+            SELECT LEAST(
+                $2::timestamptz, m.grace_from, m.next_evaluation_at - $3::interval,
+                m.override_until - $3::interval, m.grace_until - $3::interval
+            ) AS since
+        ) AS s
+        LEFT JOIN qualifying_orders q
+            ON q.member_id = $1 AND q.cancelled_at IS NULL AND q.paid_at > s.since
+        GROUP BY s.since
+    ) AS o
+"""
+_LADDER = "SELECT document::text FROM ladders WHERE version = $1"
+
+
+class _NotLoaded(Exception):
+    def __init__(self, start: datetime) -> None:
+        self.start = start
+
+
+async def read_member_tier(connection: ReadConnection, member_id: str, now: datetime) -> MemberTier:
+    """The member's tier at ``now``, read in one round trip (two when the ladder changed since this
+    process last read it, or when a window reaches further back than the statement guessed)."""
+    ladder = LADDERS.newest
+    since = domain.window_start(ladder.window, now)
+    while True:
+        row = await connection.fetchrow(_TIER, member_id, since, domain.longest_window(ladder.window))
+        assert row is not None  # one row, always
+        if row["ladder_version"] != LADDERS.newest_version:
+            ladder = await LADDERS.load(connection, row["ladder_version"])
+            since = min(since, domain.window_start(ladder.window, now))
+            continue
+        try:
+            return await _view_of_row(row, ladder, member_id, now)
+        except _NotLoaded as short:
+            since = short.start
+
+
+async def _view_of_row(row: Any, ladder: domain.Ladder, member_id: str, now: datetime) -> MemberTier:
+    orders = zip(row["paid_at"] or (), row["net"] or (), row["currency"] or (), strict=True)
+    counted = [(paid_at, net) for paid_at, net, currency in orders if currency == ladder.currency]
+    loaded_from: datetime = row["since"]
+
+    async def figures_of(member: str, start: datetime, end: datetime | None) -> domain.Figures:
+        if start < loaded_from:
+            raise _NotLoaded(start)
+        return domain.window_figures(counted, start, end)
+
+    standing = None if row["member_id"] is None else standing_from_row(row)
+    last = None
+    if row["h_at"] is not None:
+        last = {
+            "at": row["h_at"],
+            "reason": row["h_reason"],
+            "from_tier": row["h_from_tier"],
+            "to_tier": row["h_to_tier"],
+            "figures": json.loads(row["h_figures"]),
+            "actor": row["h_actor"],
+        }
+    return await tier_view(ladder, member_id, standing, last, figures_of, now)
+
+
+class Ladders:
+    """The ladder versions this process has read (a version never changes once stored)."""
+
+    def __init__(self) -> None:
+        self.newest_version: int | None = None
+        self._by_version: dict[int | None, domain.Ladder] = {None: domain.DEFAULT_LADDER}
+
+    @property
+    def newest(self) -> domain.Ladder:
+        return self._by_version[self.newest_version]
+
+    async def load(self, connection: ReadConnection, version: int | None) -> domain.Ladder:
+        if version not in self._by_version:
+            assert version is not None  # no stored version: the default ladder, known already
+            document = await connection.fetchval(_LADDER, version)
+            self._by_version[version] = domain.ladder_from_document(version, json.loads(document))
+        self.newest_version = version
+        return self._by_version[version]
+
+
+LADDERS = Ladders()
+
+
+async def tier_view(
+    ladder: domain.Ladder,
+    member_id: str,
+    standing: domain.Standing | None,
+    last: Mapping[str, Any] | None,
+    figures_of: FiguresOf,
+    now: datetime,
+) -> MemberTier:
+    """The view of a member (``standing`` None: never seen) with the newest history row ``last``."""
     if standing is not None:
         # What the next evaluation run will record (an override that ran out, a period end): shown now.
-        standing = await run_due_steps(session, ladder, standing, now, record=False)
-    current = await current_figures(session, member_id, ladder, now)
+        standing = await run_due_steps(None, ladder, standing, now, record=False, figures_of=figures_of)
+    current = await figures_of(member_id, *domain.current_window(ladder, now))
     earned = ladder.entry if standing is None else ladder.tier(standing.earned)
     tier = earned if standing is None else ladder.tier(standing.tier)
     keep: Requirement | None = None
     status: Literal["secure", "at-risk", "in-grace"] = "secure"
     if standing is not None and earned.name != ladder.entry.name:
         if standing.grace_until is not None and standing.grace_from is not None:
-            makeup = await figures(session, member_id, ladder, standing.grace_from, None)
+            makeup = await figures_of(member_id, standing.grace_from, None)
             keep = requirement(earned, ladder, makeup, standing.grace_until)
             status = "in-grace"
         else:
             deadline = standing.next_evaluation_at
-            staying = await figures(
-                session, member_id, ladder, domain.window_start(ladder.window, deadline), None
-            )
+            staying = await figures_of(member_id, domain.window_start(ladder.window, deadline), None)
             keep = requirement(earned, ladder, staying, deadline)
             status = "secure" if keep.met else "at-risk"
     above = _next_tier(ladder, earned.name)
@@ -203,28 +311,25 @@ async def member_tier(session: AsyncSession, member_id: str) -> MemberTier:
         grace_until=None if standing is None else standing.grace_until,
         benefits=benefits(ladder, tier.name),
         ladder_version=ladder.version,
-        decided_by=None if standing is None else await _decided_by(session, member_id, tier.name),
+        decided_by=None if standing is None else _decided_by(last, tier.name),
         explanation="",
     )
     return view.model_copy(update={"explanation": explain(view)})
 
 
-async def _decided_by(session: AsyncSession, member_id: str, tier: str) -> DecidedBy | None:
-    last = await session.scalar(
-        select(TierHistory).where(TierHistory.member_id == member_id).order_by(TierHistory.id.desc()).limit(1)
-    )
-    if last is None or last.to_tier != tier:
+def _decided_by(last: Mapping[str, Any] | None, tier: str) -> DecidedBy | None:
+    if last is None or last["to_tier"] != tier:
         return None  # a change the next evaluation run will record (shown ahead) has no history yet
-    figures = last.figures
+    figures = last["figures"]
     return DecidedBy(
-        at=last.at,
-        reason=last.reason,
-        from_tier=last.from_tier,
+        at=last["at"],
+        reason=last["reason"],
+        from_tier=last["from_tier"],
         rule=figures.get("rule"),
         qualifying_spend=figures.get("qualifying_spend"),
         qualifying_orders=figures.get("qualifying_orders"),
         outcome=figures.get("outcome"),
-        actor=last.actor,
+        actor=last["actor"],
     )
 
 

@@ -114,7 +114,8 @@ class Workset:
         referred = sorted({d.data.order_id for d in deliveries})
         execute = session.execute
         standings = {
-            row.member_id: standing_from_row(row) for row in await execute(_MEMBERS, {"members": members})
+            row.member_id: standing_from_row(row._mapping)
+            for row in await execute(_MEMBERS, {"members": members})
         }
         since = min(
             [
@@ -172,18 +173,12 @@ class Workset:
         summed as the SQL of ``standings.figures`` sums them."""
         if start < self.since:
             raise RuntimeError(f"figures from {start} asked of a workset loaded from {self.since}")
-        spend, count = Decimal(0), 0
-        for order in self._member_orders.get(member_id, ()):
-            if (
-                order.currency == self.ladder.currency
-                and order.cancelled_at is None
-                and order.paid_at > start
-                and (end is None or order.paid_at <= end)
-            ):
-                net = order.qualifying - order.refunded
-                spend += net
-                count += net > 0
-        return domain.Figures(spend, count, start, end)
+        counted = (
+            (order.paid_at, order.qualifying - order.refunded)
+            for order in self._member_orders.get(member_id, ())
+            if order.currency == self.ladder.currency and order.cancelled_at is None
+        )
+        return domain.window_figures(counted, start, end)
 
 
 _ORDER_COLUMNS = tuple(_ORDER_FIELDS.split(", "))

@@ -6,7 +6,8 @@ from typing import Annotated, ClassVar
 
 from pydantic import BaseModel, BeforeValidator, PlainSerializer, StringConstraints, WithJsonSchema
 
-MemberId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$")]
+MEMBER_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$"
+MemberId = Annotated[str, StringConstraints(pattern=MEMBER_ID_PATTERN)]
 Currency = Annotated[str, StringConstraints(pattern=r"^[A-Z]{3}$")]
 
 MONEY_PATTERN = r"^[0-9]{1,14}(\.[0-9]{1,4})?$"

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Path, Query, Response
+from fastapi import APIRouter, Depends, Query, Response
 
+from loyalty_shared.api import MemberIdPath, Rt, json_response
 from loyalty_shared.auth import AuthenticatedRoute, Principal, require
 from loyalty_shared.errors import problem_responses
 from loyalty_shared.idempotency import idempotency_key
-from loyalty_shared.service import Runtime, runtime
 from points_service.adjustments import AdjustmentRequest, AdjustmentResult, adjust
 from points_service.balances import LedgerPage, PointsBalance, ledger_page, member_balance
 from points_service.partners import ensure_may_read
@@ -17,8 +17,6 @@ from points_service.redemptions import RedemptionRequest, RedemptionResult, rede
 
 router = APIRouter(prefix="/v1/members/{member_id}/points", tags=["points"], route_class=AuthenticatedRoute)
 
-MemberId = Annotated[str, Path(pattern=r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$", description="the member's id")]
-Rt = Annotated[Runtime, Depends(runtime)]
 Key = Annotated[str, Depends(idempotency_key)]
 NOT_YOURS = (404, "a partner key reading a member not linked to its partner")
 NOT_ENOUGH = (409, "not enough points")
@@ -26,18 +24,18 @@ NOT_ENOUGH = (409, "not enough points")
 
 @router.get("", response_model=PointsBalance, responses=problem_responses(NOT_YOURS, 422))
 async def get_balance(
-    member_id: MemberId,
+    member_id: MemberIdPath,
     rt: Rt,
     principal: Annotated[Principal, Depends(require("crm", "ecommerce", "partner"))],
-) -> PointsBalance:
-    async with rt.sessions() as session:
-        await ensure_may_read(session, principal, member_id)
-        return await member_balance(session, member_id)
+) -> Response:
+    async with rt.reading() as connection:
+        balance = await member_balance(connection, member_id, rt.clock.now(), principal.partner_id)
+    return json_response(balance)
 
 
 @router.get("/ledger", response_model=LedgerPage, responses=problem_responses(400, NOT_YOURS, 422))
 async def get_ledger(
-    member_id: MemberId,
+    member_id: MemberIdPath,
     rt: Rt,
     principal: Annotated[Principal, Depends(require("crm", "ecommerce", "partner"))],
     cursor: Annotated[str | None, Query(max_length=200)] = None,
@@ -55,7 +53,7 @@ async def get_ledger(
     responses=problem_responses(400, NOT_ENOUGH, 422),
 )
 async def post_redemption(
-    member_id: MemberId,
+    member_id: MemberIdPath,
     body: RedemptionRequest,
     rt: Rt,
     _: Annotated[Principal, Depends(require("ecommerce", "crm"))],  # before the key: authenticate first
@@ -76,7 +74,7 @@ async def post_redemption(
     responses=problem_responses(400, (409, "a debit of more points than are available"), 422),
 )
 async def post_adjustment(
-    member_id: MemberId,
+    member_id: MemberIdPath,
     body: AdjustmentRequest,
     rt: Rt,
     _: Annotated[Principal, Depends(require("crm"))],  # before the key: authenticate first

@@ -11,7 +11,7 @@ from tiers_service.domain.ladder import (
     ladder_from_document,
     validate_ladder,
 )
-from tiers_service.domain.periods import next_evaluation, window_start
+from tiers_service.domain.periods import longest_window, next_evaluation, window_start
 from tiers_service.domain.spend import Line, order_qualifying, refund_qualifying
 from tiers_service.domain.standing import (
     Change,
@@ -34,6 +34,7 @@ from tiers_service.domain.standing import (
     rank,
     set_override,
     shortfall,
+    window_figures,
 )
 
 __all__ = [
@@ -60,6 +61,7 @@ __all__ = [
     "join",
     "ladder_document",
     "ladder_from_document",
+    "longest_window",
     "meets",
     "next_evaluation",
     "on_order",
@@ -70,5 +72,6 @@ __all__ = [
     "set_override",
     "shortfall",
     "validate_ladder",
+    "window_figures",
     "window_start",
 ]

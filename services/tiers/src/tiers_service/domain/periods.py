@@ -20,6 +20,14 @@ def window_start(window: Window, end: datetime) -> datetime:
     return _period_start(end - _TICK, 12 if window.kind == "calendar-year" else 3)
 
 
+def longest_window(window: Window) -> timedelta:
+    """No window is longer: ``window_start(window, end) >= end - longest_window(window)``."""
+    months = (
+        window.months if window.kind == "rolling-months" else (12 if window.kind == "calendar-year" else 3)
+    )
+    return timedelta(days=31 * months + 1)
+
+
 def _period_start(moment: datetime, months: int) -> datetime:
     """The start of the calendar period of ``months`` months (12, 3 or 1) that holds ``moment``."""
     at = moment.astimezone(UTC)

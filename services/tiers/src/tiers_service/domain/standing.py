@@ -13,6 +13,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -34,6 +35,20 @@ class Figures:
     orders: int
     start: datetime
     end: datetime | None = None
+
+
+def window_figures(
+    orders: Iterable[tuple[datetime, Decimal]], start: datetime, end: datetime | None
+) -> Figures:
+    """The figures over (start, end] of a member's counted orders, each (paid at, qualifying spend
+    net of refunds), in the ladder's currency and not cancelled: an order counts if its net is
+    above zero."""
+    spend, count = Decimal(0), 0
+    for paid_at, net in orders:
+        if paid_at > start and (end is None or paid_at <= end):
+            spend += net
+            count += net > 0
+    return Figures(spend, count, start, end)
 
 
 @dataclass(frozen=True)
