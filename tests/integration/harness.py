@@ -211,6 +211,13 @@ class ServiceProcess:
         finally:
             await conn.close()
 
+    async def fetch(self, sql: str, *args: Any) -> list[Any]:
+        conn = await self.db()
+        try:
+            return list(await conn.fetch(sql, *args))
+        finally:
+            await conn.close()
+
     async def get(self, path: str) -> Any:
         """GET ``path`` as the CRM; the JSON body (asserting 200)."""
         async with self.client() as client:

@@ -315,10 +315,13 @@ async def _applied(dev: Dev, events: list[CloudEvent]) -> dict[str, object]:
                 found["points orders"] = await conn.fetchval(
                     "SELECT count(*) FROM orders WHERE order_id = ANY($1::text[])", paid
                 )
+                # an order's earning (its order.paid event); a re-rating is an entry of a tier.changed
                 found["points doubled earnings"] = await conn.fetchval(
                     "SELECT count(*) FROM (SELECT order_id FROM ledger_entries WHERE entry_type = 'earn' "
-                    "AND order_id = ANY($1::text[]) GROUP BY order_id HAVING count(*) > 1) AS d",
+                    "AND order_id = ANY($1::text[]) AND event_id = ANY($2::text[]) "
+                    "GROUP BY order_id HAVING count(*) > 1) AS d",
                     paid,
+                    ids,
                 )
                 found["points ledger off"] = await conn.fetchval(
                     "SELECT count(*) FROM accounts a WHERE coalesce((SELECT sum(points) FROM "

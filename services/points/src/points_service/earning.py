@@ -25,12 +25,9 @@ def earn_for_order(ws: Workset, delivery: Delivery) -> None:
     account = ws.account(order.member_id)
     rules = ws.rules
     tier, multiplier = ws.tier_at(account, event.time)
-    points = domain.accrue_points(
-        order.amount,
-        [domain.PricedLine(line.category, line.quantity, line.unit_price) for line in order.lines],
-        rules,
-        multiplier,
-    )
+    lines = [domain.PricedLine(line.category, line.quantity, line.unit_price) for line in order.lines]
+    accrual = domain.accrual_of(order.amount, lines, rules)
+    points = accrual.points(multiplier)
     available_at, expires_at = domain.earning_schedule(event.time, rules)
     ws.add_order(
         OrderRow(
@@ -45,6 +42,8 @@ def earn_for_order(ws: Workset, delivery: Delivery) -> None:
             rule_version=rules.version,
             tier_multiplier=multiplier,
             paid_at=event.time,
+            accrual_base=accrual.base,
+            accrual_divisor=accrual.divisor,
         )
     )
     lot_id, repaid = ws.add_lot(

@@ -122,6 +122,11 @@ class Order(Base):
     rule_version: Mapped[int] = mapped_column(Integer)
     tier_multiplier: Mapped[Decimal] = mapped_column(Numeric(8, 4))
     paid_at: Mapped[datetime] = mapped_column(Timestamp)
+    # points_earned = floor(accrual_base × tier_multiplier / accrual_divisor) (domain.Accrual); none
+    # for orders earned before it was kept
+    accrual_base: Mapped[Decimal | None] = mapped_column(Numeric)
+    accrual_divisor: Mapped[Decimal | None] = mapped_column(Numeric)
+    __table_args__ = (CheckConstraint("accrual_divisor > 0", name="accrual_divisor_positive"),)
 
 
 class Refund(Base):

@@ -85,17 +85,7 @@ def _take_back(
     if due == 0:
         return
     order.points_reversed += due
-    now = min(event.time, clock_now(ws.session))
-    plan = domain.plan_reversal(ws.order_lot(order.order_id), ws.open_lots(account.member_id), due, now)
-    ws.debit(plan.takes)
-    debt = domain.resolve_shortfall(plan.shortfall, ws.rules.debt_policy)
-    if debt:
-        ws.set_debt(account, account.debt + debt)
-    taken = plan.covered + debt
-    if plan.shortfall - debt:
-        reason += f"; {plan.shortfall - debt} already-spent points forgiven"
-    elif debt:
-        reason += f"; {debt} already-spent points became a debt"
+    taken, debt, reason = take_back(ws, event, account, order.order_id, due, reason)
     ws.append_entry(
         member_id=account.member_id,
         entry_type="reverse",
@@ -119,3 +109,22 @@ def _take_back(
         ),
         account.member_id,
     )
+
+
+def take_back(
+    ws: Workset, event: CloudEvent, account: AccountRow, order_id: str, points: int, reason: str
+) -> tuple[int, int, str]:
+    """Take ``points`` of an order back: from its own lot first, then the member's other available
+    lots; what is already spent becomes a debt or is forgiven, as the rules' debt policy says.
+    Returns (points taken, debt created, ``reason`` saying so)."""
+    now = min(event.time, clock_now(ws.session))
+    plan = domain.plan_reversal(ws.order_lot(order_id), ws.open_lots(account.member_id), points, now)
+    ws.debit(plan.takes)
+    debt = domain.resolve_shortfall(plan.shortfall, ws.rules.debt_policy)
+    if debt:
+        ws.set_debt(account, account.debt + debt)
+    if plan.shortfall - debt:
+        reason += f"; {plan.shortfall - debt} already-spent points forgiven"
+    elif debt:
+        reason += f"; {debt} already-spent points became a debt"
+    return plan.covered + debt, debt, reason

@@ -55,8 +55,15 @@ class OrderRow:
     rule_version: int
     tier_multiplier: Decimal
     paid_at: datetime
+    accrual_base: Decimal | None = None  # domain.Accrual; None for orders earned before it was kept
+    accrual_divisor: Decimal | None = None
     new: bool = False
     dirty: bool = False
+
+    def accrual(self) -> domain.Accrual | None:
+        if self.accrual_base is None or self.accrual_divisor is None:
+            return None
+        return domain.Accrual(self.accrual_base, self.accrual_divisor)
 
 
 @dataclass
@@ -83,10 +90,15 @@ _LOCK_ACCOUNTS = text(
     "ON CONFLICT (member_id) DO UPDATE SET member_id = excluded.member_id "
     "RETURNING member_id, debt, tier, tier_multiplier, tier_changed_at, tier_effective_at"
 )
-_ORDERS = text(
-    "SELECT order_id, member_id, currency, amount, points_earned, refunded_total, points_reversed, "
-    "cancelled, rule_version, tier_multiplier, paid_at FROM orders "
-    "WHERE order_id = ANY(CAST(:orders AS text[])) FOR UPDATE"
+_ORDER_FIELDS = (
+    "order_id, member_id, currency, amount, points_earned, refunded_total, points_reversed, "
+    "cancelled, rule_version, tier_multiplier, paid_at, accrual_base, accrual_divisor"
+)
+_ORDERS = text(f"SELECT {_ORDER_FIELDS} FROM orders WHERE order_id = ANY(CAST(:orders AS text[])) FOR UPDATE")
+# a tier change may cover orders already earned: the members' orders paid after it took effect
+_LATER_ORDERS = text(
+    f"SELECT {_ORDER_FIELDS} FROM orders "
+    "WHERE member_id = ANY(CAST(:members AS text[])) AND paid_at > :since FOR UPDATE"
 )
 _REFUNDS = text("SELECT order_id, refund_id FROM refunds WHERE order_id = ANY(CAST(:orders AS text[]))")
 _LOTS = text(
@@ -100,18 +112,21 @@ _PERIODS = text(
 )
 _LOT_IDS = text("SELECT nextval(pg_get_serial_sequence('lots', 'id')) FROM generate_series(1, :n)")
 _INSERT_ORDERS = text(
-    "INSERT INTO orders (order_id, member_id, currency, amount, points_earned, refunded_total, "
-    "points_reversed, cancelled, rule_version, tier_multiplier, paid_at) "
+    f"INSERT INTO orders ({_ORDER_FIELDS}) "
     "SELECT * FROM unnest(CAST(:order_id AS text[]), CAST(:member_id AS text[]), "
     "CAST(:currency AS text[]), CAST(:amount AS numeric[]), CAST(:points_earned AS int[]), "
     "CAST(:refunded_total AS numeric[]), CAST(:points_reversed AS int[]), CAST(:cancelled AS bool[]), "
-    "CAST(:rule_version AS int[]), CAST(:tier_multiplier AS numeric[]), CAST(:paid_at AS timestamptz[]))"
+    "CAST(:rule_version AS int[]), CAST(:tier_multiplier AS numeric[]), CAST(:paid_at AS timestamptz[]), "
+    "CAST(:accrual_base AS numeric[]), CAST(:accrual_divisor AS numeric[]))"
 )
 _UPDATE_ORDERS = text(
     "UPDATE orders AS o SET refunded_total = v.refunded_total, points_reversed = v.points_reversed, "
-    "cancelled = v.cancelled FROM unnest(CAST(:order_id AS text[]), CAST(:refunded_total AS numeric[]), "
-    "CAST(:points_reversed AS int[]), CAST(:cancelled AS bool[])) "
-    "AS v(order_id, refunded_total, points_reversed, cancelled) WHERE o.order_id = v.order_id"
+    "cancelled = v.cancelled, points_earned = v.points_earned, tier_multiplier = v.tier_multiplier "
+    "FROM unnest(CAST(:order_id AS text[]), CAST(:refunded_total AS numeric[]), "
+    "CAST(:points_reversed AS int[]), CAST(:cancelled AS bool[]), CAST(:points_earned AS int[]), "
+    "CAST(:tier_multiplier AS numeric[])) "
+    "AS v(order_id, refunded_total, points_reversed, cancelled, points_earned, tier_multiplier) "
+    "WHERE o.order_id = v.order_id"
 )
 _INSERT_REFUNDS = text(
     "INSERT INTO refunds (order_id, refund_id, amount, points_reversed) "
@@ -175,7 +190,9 @@ class Workset:
     def _index(self, lot: LotRow) -> None:
         self._member_lots.setdefault(lot.member_id, []).append(lot)
         if lot.source == "order" and lot.order_id is not None:
-            self._order_lots[lot.order_id] = lot
+            known = self._order_lots.get(lot.order_id)
+            if known is None or known.id < lot.id:  # a re-rated order's newest lot is its own
+                self._order_lots[lot.order_id] = lot
 
     # loading and writing back
 
@@ -198,6 +215,16 @@ class Workset:
             order_rows = {r.order_id: OrderRow(*r) for r in await execute(_ORDERS, {"orders": orders})}
             if len(order_rows) and reversing:
                 refunds = {(r.order_id, r.refund_id) for r in await execute(_REFUNDS, {"orders": orders})}
+        changes = [d for d in deliveries if d.type == "tier.changed"]
+        credits = 0  # at most one lot per re-rated order and tier change
+        if changes:
+            since = min(d.data.effective_at or d.event.time for d in changes)
+            params = {"members": sorted({d.data.member_id for d in changes}), "since": since}
+            later = {r.order_id: OrderRow(*r) for r in await execute(_LATER_ORDERS, params)}
+            order_rows = later | order_rows
+            credits = (len(later) + earning) * len(changes)
+            reversing = sorted({*reversing, *(order.member_id for order in later.values())})
+            orders = sorted({*orders, *later})
         lots: dict[int, LotRow] = {}
         if reversing:
             params = {"members": reversing, "orders": orders}
@@ -207,8 +234,8 @@ class Workset:
             for r in await execute(_PERIODS, {"members": members}):
                 periods.setdefault(r.member_id, {})[r.effective_at] = (r.tier, r.tier_multiplier)
         ids: list[int] = []
-        if earning:
-            ids = list((await execute(_LOT_IDS, {"n": earning})).scalars())
+        if earning + credits:
+            ids = list((await execute(_LOT_IDS, {"n": earning + credits})).scalars())
         rules = await current_rules(session)
         return cls(session, rules, accounts, order_rows, refunds, lots, periods, iter(ids))
 
@@ -254,6 +281,12 @@ class Workset:
         order.new = True
         self.orders[order.order_id] = order
 
+    def member_orders(self, member_id: str, paid_after: datetime) -> list[OrderRow]:
+        """The member's orders paid after ``paid_after`` (loaded for the batch's tier changes, or
+        earned in it), in payment order."""
+        found = [o for o in self.orders.values() if o.member_id == member_id and o.paid_at > paid_after]
+        return sorted(found, key=lambda order: (order.paid_at, order.order_id))
+
     def refund_applied(self, order_id: str, refund_id: str) -> bool:
         return (order_id, refund_id) in self.refunds
 
@@ -264,6 +297,9 @@ class Workset:
 
     def open_lots(self, member_id: str) -> list[domain.Lot]:
         return [lot.domain() for lot in self._member_lots.get(member_id, ()) if lot.remaining > 0]
+
+    def order_lot_row(self, order_id: str) -> LotRow | None:
+        return self._order_lots.get(order_id)
 
     def order_lot(self, order_id: str) -> domain.Lot | None:
         """The order's own lot, while it has points left."""
@@ -328,20 +364,15 @@ class Workset:
         defer_insert(self.session, _LEDGER, fields)
 
 
-_ORDER_COLUMNS = (
+_ORDER_COLUMNS = tuple(_ORDER_FIELDS.split(", "))
+_ORDER_CHANGES = (
     "order_id",
-    "member_id",
-    "currency",
-    "amount",
-    "points_earned",
     "refunded_total",
     "points_reversed",
     "cancelled",
-    "rule_version",
+    "points_earned",
     "tier_multiplier",
-    "paid_at",
 )
-_ORDER_CHANGES = ("order_id", "refunded_total", "points_reversed", "cancelled")
 _LOT_COLUMNS = (
     "id",
     "member_id",

@@ -1,7 +1,7 @@
 """The points service's business rules: pure functions and values, no IO."""
 
 from loyalty_shared.dates import add_months
-from points_service.domain.accrual import PricedLine, accrue_points, earning_schedule
+from points_service.domain.accrual import Accrual, PricedLine, accrual_of, accrue_points, earning_schedule
 from points_service.domain.lots import (
     Balance,
     DebitPlan,
@@ -18,6 +18,8 @@ from points_service.domain.lots import (
 )
 from points_service.domain.reversal import (
     RefundExceedsPaid,
+    Rerating,
+    rerate,
     reversal_due,
 )
 from points_service.domain.rules import (
@@ -29,6 +31,7 @@ from points_service.domain.rules import (
 
 __all__ = [
     "DEFAULT_RULES",
+    "Accrual",
     "Balance",
     "DebitPlan",
     "DebtPolicy",
@@ -36,7 +39,9 @@ __all__ = [
     "Lot",
     "PricedLine",
     "RefundExceedsPaid",
+    "Rerating",
     "Take",
+    "accrual_of",
     "accrue_points",
     "add_months",
     "due_for_expiry",
@@ -45,6 +50,7 @@ __all__ = [
     "is_pending",
     "plan_redemption",
     "plan_reversal",
+    "rerate",
     "resolve_shortfall",
     "reversal_due",
     "settle_debt",

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from decimal import ROUND_FLOOR, Decimal, localcontext
+from decimal import Decimal, localcontext
 from functools import lru_cache
 
 from loyalty_shared.dates import add_months, require_aware
@@ -39,41 +39,58 @@ class PricedLine:
             return self.quantity * self.unit_price
 
 
+@dataclass(frozen=True)
+class Accrual:
+    """An order's points as a function of the tier multiplier: ``floor(base × multiplier / divisor)``,
+    exactly. ``base`` is the amount paid × points per unit × the lines' category-weighted total and
+    ``divisor`` the lines' total (without priced lines: the amount × points per unit, and 1). The
+    order keeps it, so a tier change that turns out to cover the order re-rates it exactly."""
+
+    base: Decimal
+    divisor: Decimal
+
+    def points(self, tier_multiplier: Decimal) -> int:
+        require_amount(tier_multiplier, "tier_multiplier")
+        with localcontext(EXACT):
+            # Multiply first and divide last, so the only rounding is this floor division (both
+            # sides are non-negative, so truncation is the floor).
+            return max(0, int((self.base * tier_multiplier) // self.divisor))
+
+
+def accrual_of(amount: Decimal, lines: Sequence[PricedLine], rules: EarningRules) -> Accrual:
+    """What an order paying ``amount`` earns at any tier multiplier.
+
+    The paid amount earns ``points_per_unit`` per 1.00, boosted by the member's tier multiplier and
+    by the order's category mix: each line weighs its category multiplier by its share of the line
+    total (categories without a multiplier count as 1; an order without priced lines counts as 1).
+    """
+    require_amount(amount, "amount")
+    problems = _problems(rules)
+    if problems:
+        raise ValueError(f"earning rules version {rules.version!r} are invalid: {list(problems)}")
+    with localcontext(EXACT):
+        values = [line.quantity * line.unit_price for line in lines]  # exactly: PricedLine.value
+        line_total = sum(values, Decimal(0))
+        paid = amount * rules.points_per_unit
+        if line_total == 0:
+            return Accrual(paid, Decimal(1))
+        weighted = zip(values, (line.category for line in lines), strict=True)
+        weighted_total = sum(
+            (value * rules.category_multiplier(category) for value, category in weighted), Decimal(0)
+        )
+        return Accrual(paid * weighted_total, line_total)
+
+
 def accrue_points(
     amount: Decimal,
     lines: Sequence[PricedLine],
     rules: EarningRules,
     tier_multiplier: Decimal,
 ) -> int:
-    """Points earned for paying ``amount``.
-
-    The paid amount earns ``points_per_unit`` per 1.00, boosted by the member's tier
-    multiplier and by the order's category mix: each line weighs its category
-    multiplier by its share of the line total (categories without a multiplier
-    count as 1; an order without priced lines counts as 1). The result is rounded
-    down once, at the very end, and is never negative.
-    """
-    require_amount(amount, "amount")
+    """Points earned for paying ``amount`` at ``tier_multiplier`` (see ``accrual_of``), rounded down
+    once, at the very end, and never negative."""
     require_amount(tier_multiplier, "tier_multiplier")
-    problems = _problems(rules)
-    if problems:
-        raise ValueError(f"earning rules version {rules.version!r} are invalid: {list(problems)}")
-
-    with localcontext(EXACT):
-        values = [line.quantity * line.unit_price for line in lines]  # exactly: PricedLine.value
-        line_total = sum(values, Decimal(0))
-        base = amount * rules.points_per_unit * tier_multiplier
-        if line_total == 0:
-            points = base.to_integral_value(rounding=ROUND_FLOOR)
-        else:
-            weighted = zip(values, (line.category for line in lines), strict=True)
-            weighted_total = sum(
-                (value * rules.category_multiplier(category) for value, category in weighted), Decimal(0)
-            )
-            # Multiply first and divide last, so the only rounding is this floor division
-            # (both sides are non-negative, so truncation is the floor).
-            points = (base * weighted_total) // line_total
-    return max(0, int(points))
+    return accrual_of(amount, lines, rules).points(tier_multiplier)
 
 
 def earning_schedule(paid_at: datetime, rules: EarningRules) -> tuple[datetime, datetime]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from decimal import Decimal, localcontext
 
 from points_service.domain.rules import EXACT, require_amount, require_count
@@ -44,3 +45,31 @@ def reversal_due(points_earned: int, amount: Decimal, refunded_total: Decimal, a
         # Both sides are non-negative, so integer division is the floor; nothing rounds before it.
         owed = int((points_earned * refunded_total) // amount)
     return max(0, owed - already_reversed)
+
+
+@dataclass(frozen=True)
+class Rerating:
+    """An order re-rated at another tier multiplier: what it has earned and had reversed now, and
+    the points to credit (above 0) or take back (below 0) for the difference."""
+
+    points_earned: int
+    points_reversed: int
+    change: int
+
+
+def rerate(
+    points_now: int,
+    amount: Decimal,
+    refunded_total: Decimal,
+    points_earned: int,
+    points_reversed: int,
+    cancelled: bool,
+) -> Rerating:
+    """The order as if it had earned ``points_now`` from the start: its refunds so far reverse
+    floor(points_now × refunded / amount), a cancelled order has everything reversed, and the
+    member's balance moves by the difference between what the order holds now and what it held."""
+    if cancelled:
+        return Rerating(points_now, points_now, 0)
+    reversed_now = reversal_due(points_now, amount, refunded_total, 0)
+    change = (points_now - reversed_now) - (points_earned - points_reversed)
+    return Rerating(points_now, reversed_now, change)
