@@ -6,7 +6,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from loyalty_cli import dev, dlq, schemas, simulate
+from loyalty_cli import chaos, dev, dlq, schemas, simulate
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -14,7 +14,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="loyalty", description="Event-driven loyalty platform: run it, feed it, inspect it."
     )
     sub = parser.add_subparsers(dest="command", required=True)
-    for module in (dev, simulate, dlq, schemas):
+    for module in (dev, simulate, chaos, dlq, schemas):
         module.register(sub)
     return parser
 
