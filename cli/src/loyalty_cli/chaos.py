@@ -157,7 +157,14 @@ def check(seen: Observed) -> list[Mismatch]:
     mismatches += check_orders_topic(seen.published, seen.orders_topic)
     mismatches += check_inboxes(seen)
     tier_events = frozenset(r["event_id"] for r in seen.tiers.outbox if r.get("event_type") == "tier.changed")
-    mismatches += check_points_orders(history, seen.points, seen.tiers.ladder, changes, tier_events)
+    earned_at = {
+        r.event.data["order_id"]: Decimal(r.event.data["tier_multiplier"])
+        for r in seen.points_topic
+        if r.event.type == "points.earned"
+    }
+    mismatches += check_points_orders(
+        history, seen.points, seen.tiers.ladder, changes, tier_events, earned_at
+    )
     mismatches += check_balances(history, seen.points)
     mismatches += check_tier_periods(seen.points, seen.tiers)
     mismatches += check_qualifying(history, seen.tiers, seen.checked_at)
@@ -324,6 +331,7 @@ def check_points_orders(
     ladder: tiers_domain.Ladder,
     changes: Mapping[str, Sequence[Row]],
     tier_events: frozenset[str] = frozenset(),
+    earned_at: Mapping[str, Decimal] | None = None,
 ) -> list[Mismatch]:
     """Per order: one order row, one earning of the right points at the tier tiers decided, each
     refund and cancel reversed once by the right amount.
@@ -331,7 +339,9 @@ def check_points_orders(
     An order points earned before the tier change covering it arrived is re-rated when it does:
     its ledger then holds corrections (entries of the ``tier.changed`` event, ``tier_events``), at
     most one per order and change, and its entries add up to what the order holds at the tier of
-    its payment; its first earning and reversals were at the tier known then."""
+    its payment; its first earning and reversals were at the tier known then (``earned_at``: the
+    multiplier each ``points.earned`` said). One that held nothing either way (cancelled, refunded
+    in full) is re-rated with no correction."""
     problems: list[Mismatch] = []
     rows = _group(points.orders, lambda r: r["order_id"])
     refunds = _group(points.refunds, lambda r: (r["order_id"], r["refund_id"]))
@@ -386,9 +396,9 @@ def check_points_orders(
                 )
             )
         earns = entries.get(("earn", order_id, None), [])
-        # a re-rated order's first entries were at another tier (a cancelled one is re-rated with no
-        # correction: it holds nothing either way); their sum is checked instead
-        exactly = order_id not in rerated and not row["cancelled"]
+        # a re-rated order's first entries were at another tier; their sum is checked instead
+        first = (earned_at or {}).get(order_id, row["tier_multiplier"])
+        exactly = order_id not in rerated and first == row["tier_multiplier"]
         problems += _one_entry(
             earns, row["points_earned"] if exactly else None, f"earning of order {order_id}"
         )
