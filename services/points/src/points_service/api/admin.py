@@ -6,16 +6,15 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Path, Response
 
+from loyalty_shared.api import Rt
 from loyalty_shared.auth import AuthenticatedRoute, Principal, require
 from loyalty_shared.errors import NotFound, problem_responses
-from loyalty_shared.service import Runtime, runtime
 from points_service import partners
 from points_service.earning_rules import RulesBody, RulesView, change_rules, rules_in_force
 from points_service.expiry import ExpiryRun, run_expiry
 
 router = APIRouter(prefix="/v1", tags=["administration"], route_class=AuthenticatedRoute)
 
-Rt = Annotated[Runtime, Depends(runtime)]
 Crm = Annotated[Principal, Depends(require("crm"))]
 Id = Annotated[str, Path(pattern=r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$")]
 

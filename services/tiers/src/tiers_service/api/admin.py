@@ -6,15 +6,14 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends
 
+from loyalty_shared.api import Rt
 from loyalty_shared.auth import AuthenticatedRoute, Principal, require
 from loyalty_shared.errors import problem_responses
-from loyalty_shared.service import Runtime, runtime
 from tiers_service.evaluations import EvaluationSummary, run_evaluation
 from tiers_service.ladders import LadderBody, LadderView, change_ladder, ladder_in_force
 
 router = APIRouter(prefix="/v1", tags=["administration"], route_class=AuthenticatedRoute)
 
-Rt = Annotated[Runtime, Depends(runtime)]
 Crm = Annotated[Principal, Depends(require("crm"))]
 
 
