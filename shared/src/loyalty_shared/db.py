@@ -148,6 +148,12 @@ def unnest_insert(table: Table, columns: tuple[str, ...]) -> TextClause:
     )
 
 
+def arrays_of(rows: Sequence[Any], names: Sequence[str]) -> dict[str, list[Any]]:
+    """Rows (objects with these attributes) as one array per column: the parameters of an
+    ``unnest`` statement, one array parameter per column."""
+    return {name: [getattr(row, name) for row in rows] for name in names}
+
+
 def columns_of(
     table: Table, rows: Sequence[Mapping[str, Any]], columns: Sequence[str]
 ) -> dict[str, list[Any]]:

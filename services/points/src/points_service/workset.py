@@ -22,7 +22,7 @@ from typing import Any
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from loyalty_shared.db import defer_insert
+from loyalty_shared.db import arrays_of, defer_insert
 from loyalty_shared.handling import Delivery
 from points_service import domain
 from points_service.ledger import current_rules
@@ -163,11 +163,6 @@ _UPSERT_PERIODS = text(
 _LEDGER = table(LedgerEntry)
 
 
-def _columns(rows: Sequence[Any], names: Sequence[str]) -> dict[str, list[Any]]:
-    """Rows as one array per column: the parameters of an ``unnest`` statement."""
-    return {name: [getattr(row, name) for row in rows] for name in names}
-
-
 @dataclass
 class Workset:
     session: AsyncSession
@@ -243,19 +238,19 @@ class Workset:
         execute = self.session.execute
         orders = list(self.orders.values())
         if new := [o for o in orders if o.new]:
-            await execute(_INSERT_ORDERS, _columns(new, _ORDER_COLUMNS))
+            await execute(_INSERT_ORDERS, arrays_of(new, _ORDER_COLUMNS))
         if changed := [o for o in orders if o.dirty and not o.new]:
-            await execute(_UPDATE_ORDERS, _columns(changed, _ORDER_CHANGES))
+            await execute(_UPDATE_ORDERS, arrays_of(changed, _ORDER_CHANGES))
         if self.new_refunds:
             names = ("order_id", "refund_id", "amount", "points_reversed")
             await execute(_INSERT_REFUNDS, {n: [row[n] for row in self.new_refunds] for n in names})
         lots = list(self.lots.values())
         if new_lots := [lot for lot in lots if lot.new]:
-            await execute(_INSERT_LOTS, _columns(new_lots, _LOT_COLUMNS))
+            await execute(_INSERT_LOTS, arrays_of(new_lots, _LOT_COLUMNS))
         if changed_lots := [lot for lot in lots if lot.dirty and not lot.new]:
-            await execute(_UPDATE_LOTS, _columns(changed_lots, ("id", "remaining")))
+            await execute(_UPDATE_LOTS, arrays_of(changed_lots, ("id", "remaining")))
         if accounts := [a for a in self.accounts.values() if a.dirty]:
-            await execute(_UPDATE_ACCOUNTS, _columns(accounts, _ACCOUNT_COLUMNS))
+            await execute(_UPDATE_ACCOUNTS, arrays_of(accounts, _ACCOUNT_COLUMNS))
         if self.changed_periods:
             keys = sorted(self.changed_periods)
             values = [self.periods[m][at] for m, at in keys]

@@ -22,6 +22,7 @@ from sqlalchemy import bindparam, insert, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from loyalty_shared.clock import now as clock_now
+from loyalty_shared.db import arrays_of
 from loyalty_shared.handling import Delivery
 from tiers_service import domain
 from tiers_service.ladders import current_ladder
@@ -84,10 +85,6 @@ _CREATE_MEMBERS = insert(_members)
 _SAVE_MEMBERS = update(_members).where(_members.c.member_id == bindparam("key"))
 
 
-def _arrays(rows: Sequence[Any], names: Sequence[str]) -> dict[str, list[Any]]:
-    return {name: [getattr(row, name) for row in rows] for name in names}
-
-
 @dataclass
 class Workset:
     session: AsyncSession
@@ -135,9 +132,9 @@ class Workset:
         execute = self.session.execute
         orders = list(self.orders.values())
         if new := [o for o in orders if o.new]:
-            await execute(_INSERT_ORDERS, _arrays(new, _ORDER_COLUMNS))
+            await execute(_INSERT_ORDERS, arrays_of(new, _ORDER_COLUMNS))
         if changed := [o for o in orders if o.dirty and not o.new]:
-            await execute(_UPDATE_ORDERS, _arrays(changed, _ORDER_CHANGES))
+            await execute(_UPDATE_ORDERS, arrays_of(changed, _ORDER_CHANGES))
         if self.new_refunds:
             names = ("order_id", "refund_id", "amount", "qualifying")
             await execute(_INSERT_REFUNDS, {n: [row[n] for row in self.new_refunds] for n in names})
