@@ -1089,7 +1089,7 @@ async def _earning_rules(url: str) -> dict[int, points_domain.EarningRules]:
     from sqlalchemy.ext.asyncio import AsyncSession, create_async_engine
     from sqlalchemy.pool import NullPool
 
-    from points_service.ledger import rules_from_row
+    from points_service.earning_rules import rules_from_row
     from points_service.models import EarningRuleSet
 
     engine = create_async_engine(url, poolclass=NullPool)

@@ -18,6 +18,7 @@ from sqlalchemy import (
     BigInteger,
     Column,
     DateTime,
+    Enum,
     Identity,
     Index,
     LargeBinary,
@@ -61,7 +62,8 @@ class KitTables:
 
 
 def kit_tables(metadata: MetaData) -> KitTables:
-    """The inbox (consumed event ids) and the outbox (events waiting for the relay)."""
+    """The inbox (consumed event ids) and the outbox (events waiting for the relay); their DDL, for
+    the services' migrations, is ``loyalty_shared.migrations``."""
     inbox = Table(
         "inbox",
         metadata,
@@ -129,23 +131,34 @@ def _insert_deferred(session: Session) -> None:
 
 
 @cache
-def unnest_insert(table: Table, columns: tuple[str, ...]) -> TextClause:
+def unnest_insert(
+    table: Table, columns: tuple[str, ...], then: str = "", *, overriding: bool = False
+) -> TextClause:
     """``INSERT INTO table (columns)`` of many rows in one statement, one array per column
-    (``columns_of``), inserted in the arrays' order. Its text depends only on the columns, so it
-    is built once and the driver prepares it once per connection, however many rows it carries."""
+    (``columns_of``, ``arrays_of``), inserted in the arrays' order; ``then`` ends the statement
+    (``ON CONFLICT …``, ``RETURNING …``), ``overriding`` inserts the given ids of an ``ALWAYS``
+    identity. Its text depends only on its arguments, so it is built once and the driver prepares it
+    once per connection, however many rows it carries."""
     dialect = cast(Any, postgresql).dialect()
     arrays = []
     for name in columns:
         kind = table.c[name].type
         if isinstance(kind, JSON):  # sent as text (see columns_of), cast by the server
             arrays.append(f"CAST(CAST(:{name} AS text[]) AS {kind.compile(dialect=dialect)}[])")
+        elif isinstance(kind, String) and not isinstance(kind, Enum):
+            # as text: the insert refuses a value too long, where a cast to VARCHAR(n) would cut it
+            arrays.append(f"CAST(:{name} AS text[])")
         else:
             arrays.append(f"CAST(:{name} AS {kind.compile(dialect=dialect)}[])")
     names = ", ".join(f'"{name}"' for name in columns)
-    return text(
-        f'INSERT INTO "{table.name}" ({names}) SELECT {names} FROM unnest({", ".join(arrays)}) '
+    statement = f'INSERT INTO "{table.name}" ({names}) '
+    if overriding:
+        statement += "OVERRIDING SYSTEM VALUE "
+    statement += (
+        f"SELECT {names} FROM unnest({', '.join(arrays)}) "
         f"WITH ORDINALITY AS rows ({names}, ordinality) ORDER BY ordinality"
     )
+    return text(f"{statement} {then}" if then else statement)
 
 
 def arrays_of(rows: Sequence[Any], names: Sequence[str]) -> dict[str, list[Any]]:

@@ -13,11 +13,11 @@ from loyalty_shared.events import PointsAdjusted
 from loyalty_shared.idempotency import fingerprint
 from loyalty_shared.messaging.outbox import publish
 from points_service import domain
+from points_service.earning_rules import current_rules
 from points_service.ledger import (
     add_lot,
     append_entry,
     available_now,
-    current_rules,
     find_replay,
     lock_account,
     spend,

@@ -11,7 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from loyalty_shared.db import ReadConnection
 from loyalty_shared.errors import NotFound
-from loyalty_shared.pagination import decode_cursor, encode_cursor
+from loyalty_shared.pagination import keyset_page
 from points_service import domain
 from points_service.models import LedgerEntry
 
@@ -129,11 +129,7 @@ async def member_balance(
 async def ledger_page(session: AsyncSession, member_id: str, cursor: str | None, limit: int) -> LedgerPage:
     """Newest first; ``next_cursor`` continues after the last item of this page."""
     query = select(LedgerEntry).where(LedgerEntry.member_id == member_id)
-    if cursor:
-        query = query.where(LedgerEntry.id < decode_cursor("ledger", cursor))
-    rows = list(await session.scalars(query.order_by(LedgerEntry.id.desc()).limit(limit + 1)))
-    page = rows[:limit]
-    next_cursor = encode_cursor("ledger", page[-1].id) if len(rows) > limit else None
+    page, next_cursor = await keyset_page(session, query, LedgerEntry.id, "ledger", cursor, limit)
     return LedgerPage(
         items=[LedgerItem.model_validate(r, from_attributes=True) for r in page], next_cursor=next_cursor
     )

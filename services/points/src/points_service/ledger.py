@@ -18,10 +18,10 @@ from loyalty_shared.db import defer_insert
 from loyalty_shared.errors import Conflict
 from loyalty_shared.idempotency import reused_key
 from points_service import domain
+from points_service.earning_rules import current_rules
 from points_service.models import (
     Account,
     Adjustment,
-    EarningRuleSet,
     LedgerEntry,
     Lot,
     Redemption,
@@ -163,26 +163,3 @@ async def append_entry(session: AsyncSession, **fields: Any) -> None:
     if "rule_version" not in fields:
         fields["rule_version"] = (await current_rules(session)).version
     defer_insert(session, table(LedgerEntry), fields)
-
-
-async def current_rules(session: AsyncSession) -> domain.EarningRules:
-    """The earning rules in force: the newest version (cached for the transaction)."""
-    cached = session.info.get("earning_rules")
-    if isinstance(cached, domain.EarningRules):
-        return cached
-    row = await session.scalar(select(EarningRuleSet).order_by(EarningRuleSet.version.desc()).limit(1))
-    rules = domain.DEFAULT_RULES if row is None else rules_from_row(row)
-    session.info["earning_rules"] = rules
-    return rules
-
-
-def rules_from_row(row: EarningRuleSet) -> domain.EarningRules:
-    return domain.EarningRules(
-        version=row.version,
-        points_per_unit=row.points_per_unit,
-        category_multipliers={k: Decimal(v) for k, v in row.category_multipliers.items()},
-        return_window_days=row.return_window_days,
-        expiry_months=row.expiry_months,
-        debt_policy=row.debt_policy,  # type: ignore[arg-type]
-        expiring_soon_days=row.expiring_soon_days,
-    )

@@ -22,11 +22,11 @@ from typing import Any
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from loyalty_shared.db import arrays_of, defer_insert
+from loyalty_shared.db import arrays_of, defer_insert, unnest_insert
 from loyalty_shared.handling import Delivery
 from points_service import domain
-from points_service.ledger import current_rules
-from points_service.models import LedgerEntry, table
+from points_service.earning_rules import current_rules
+from points_service.models import LedgerEntry, Lot, Order, Refund, TierPeriod, table
 
 NUMERIC_SCALE = Decimal("0.0001")  # the scale of the money and multiplier columns: in memory as read back
 
@@ -85,6 +85,8 @@ class LotRow:
 
 
 # Every statement is built (and compiled) once; arrays carry the batch.
+# By hand, not ``unnest_insert`` (which keeps the arrays' order): the accounts are locked in the
+# database's order of member ids, the order the expiry run locks them in (no deadlock between them).
 _LOCK_ACCOUNTS = text(
     "INSERT INTO accounts (member_id) SELECT m FROM unnest(CAST(:members AS text[])) AS m ORDER BY m "
     "ON CONFLICT (member_id) DO UPDATE SET member_id = excluded.member_id "
@@ -94,6 +96,7 @@ _ORDER_FIELDS = (
     "order_id, member_id, currency, amount, points_earned, refunded_total, points_reversed, "
     "cancelled, rule_version, tier_multiplier, paid_at, accrual_base, accrual_divisor"
 )
+_ORDER_COLUMNS = tuple(_ORDER_FIELDS.split(", "))
 _ORDERS = text(f"SELECT {_ORDER_FIELDS} FROM orders WHERE order_id = ANY(CAST(:orders AS text[])) FOR UPDATE")
 # a tier change may cover orders already earned: the members' orders paid after it took effect
 _LATER_ORDERS = text(
@@ -111,14 +114,7 @@ _PERIODS = text(
     "WHERE member_id = ANY(CAST(:members AS text[]))"
 )
 _LOT_IDS = text("SELECT nextval(pg_get_serial_sequence('lots', 'id')) FROM generate_series(1, :n)")
-_INSERT_ORDERS = text(
-    f"INSERT INTO orders ({_ORDER_FIELDS}) "
-    "SELECT * FROM unnest(CAST(:order_id AS text[]), CAST(:member_id AS text[]), "
-    "CAST(:currency AS text[]), CAST(:amount AS numeric[]), CAST(:points_earned AS int[]), "
-    "CAST(:refunded_total AS numeric[]), CAST(:points_reversed AS int[]), CAST(:cancelled AS bool[]), "
-    "CAST(:rule_version AS int[]), CAST(:tier_multiplier AS numeric[]), CAST(:paid_at AS timestamptz[]), "
-    "CAST(:accrual_base AS numeric[]), CAST(:accrual_divisor AS numeric[]))"
-)
+_INSERT_ORDERS = unnest_insert(table(Order), _ORDER_COLUMNS)
 _UPDATE_ORDERS = text(
     "UPDATE orders AS o SET refunded_total = v.refunded_total, points_reversed = v.points_reversed, "
     "cancelled = v.cancelled, points_earned = v.points_earned, tier_multiplier = v.tier_multiplier "
@@ -128,18 +124,20 @@ _UPDATE_ORDERS = text(
     "AS v(order_id, refunded_total, points_reversed, cancelled, points_earned, tier_multiplier) "
     "WHERE o.order_id = v.order_id"
 )
-_INSERT_REFUNDS = text(
-    "INSERT INTO refunds (order_id, refund_id, amount, points_reversed) "
-    "SELECT * FROM unnest(CAST(:order_id AS text[]), CAST(:refund_id AS text[]), "
-    "CAST(:amount AS numeric[]), CAST(:points_reversed AS int[]))"
+_REFUND_COLUMNS = ("order_id", "refund_id", "amount", "points_reversed")
+_INSERT_REFUNDS = unnest_insert(table(Refund), _REFUND_COLUMNS)
+_LOT_COLUMNS = (
+    "id",
+    "member_id",
+    "source",
+    "order_id",
+    "points",
+    "remaining",
+    "earned_at",
+    "available_at",
+    "expires_at",
 )
-_INSERT_LOTS = text(
-    "INSERT INTO lots (id, member_id, source, order_id, points, remaining, earned_at, available_at, "
-    "expires_at) OVERRIDING SYSTEM VALUE SELECT * FROM unnest(CAST(:id AS bigint[]), "
-    "CAST(:member_id AS text[]), CAST(:source AS text[]), CAST(:order_id AS text[]), "
-    "CAST(:points AS int[]), CAST(:remaining AS int[]), CAST(:earned_at AS timestamptz[]), "
-    "CAST(:available_at AS timestamptz[]), CAST(:expires_at AS timestamptz[]))"
-)
+_INSERT_LOTS = unnest_insert(table(Lot), _LOT_COLUMNS, overriding=True)  # ids drawn ahead (_LOT_IDS)
 _UPDATE_LOTS = text(
     "UPDATE lots AS l SET remaining = v.remaining FROM unnest(CAST(:id AS bigint[]), "
     "CAST(:remaining AS int[])) AS v(id, remaining) WHERE l.id = v.id"
@@ -153,12 +151,11 @@ _UPDATE_ACCOUNTS = text(
     "AS v(member_id, debt, tier, tier_multiplier, tier_changed_at, tier_effective_at) "
     "WHERE a.member_id = v.member_id"
 )
-_UPSERT_PERIODS = text(
-    "INSERT INTO tier_periods (member_id, effective_at, tier, tier_multiplier) "
-    "SELECT * FROM unnest(CAST(:member_id AS text[]), CAST(:effective_at AS timestamptz[]), "
-    "CAST(:tier AS text[]), CAST(:tier_multiplier AS numeric[])) "
+_UPSERT_PERIODS = unnest_insert(
+    table(TierPeriod),
+    ("member_id", "effective_at", "tier", "tier_multiplier"),
     "ON CONFLICT (member_id, effective_at) DO UPDATE "
-    "SET tier = excluded.tier, tier_multiplier = excluded.tier_multiplier"
+    "SET tier = excluded.tier, tier_multiplier = excluded.tier_multiplier",
 )
 _LEDGER = table(LedgerEntry)
 
@@ -242,8 +239,8 @@ class Workset:
         if changed := [o for o in orders if o.dirty and not o.new]:
             await execute(_UPDATE_ORDERS, arrays_of(changed, _ORDER_CHANGES))
         if self.new_refunds:
-            names = ("order_id", "refund_id", "amount", "points_reversed")
-            await execute(_INSERT_REFUNDS, {n: [row[n] for row in self.new_refunds] for n in names})
+            refunds = {n: [row[n] for row in self.new_refunds] for n in _REFUND_COLUMNS}
+            await execute(_INSERT_REFUNDS, refunds)
         lots = list(self.lots.values())
         if new_lots := [lot for lot in lots if lot.new]:
             await execute(_INSERT_LOTS, arrays_of(new_lots, _LOT_COLUMNS))
@@ -359,7 +356,6 @@ class Workset:
         defer_insert(self.session, _LEDGER, fields)
 
 
-_ORDER_COLUMNS = tuple(_ORDER_FIELDS.split(", "))
 _ORDER_CHANGES = (
     "order_id",
     "refunded_total",
@@ -367,17 +363,6 @@ _ORDER_CHANGES = (
     "cancelled",
     "points_earned",
     "tier_multiplier",
-)
-_LOT_COLUMNS = (
-    "id",
-    "member_id",
-    "source",
-    "order_id",
-    "points",
-    "remaining",
-    "earned_at",
-    "available_at",
-    "expires_at",
 )
 _ACCOUNT_COLUMNS = ("member_id", "debt", "tier", "tier_multiplier", "tier_changed_at", "tier_effective_at")
 

@@ -14,7 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from loyalty_shared.db import ReadConnection
 from loyalty_shared.events import TierBenefits
-from loyalty_shared.pagination import decode_cursor, encode_cursor
+from loyalty_shared.pagination import keyset_page
 from tiers_service import domain
 from tiers_service.evaluations import FiguresOf, run_due_steps
 from tiers_service.models import TierHistory
@@ -353,11 +353,7 @@ class HistoryPage(BaseModel):
 async def history_page(session: AsyncSession, member_id: str, cursor: str | None, limit: int) -> HistoryPage:
     """Newest first; ``next_cursor`` continues after the last item of this page."""
     query = select(TierHistory).where(TierHistory.member_id == member_id)
-    if cursor:
-        query = query.where(TierHistory.id < decode_cursor("tier-history", cursor))
-    rows = list(await session.scalars(query.order_by(TierHistory.id.desc()).limit(limit + 1)))
-    page = rows[:limit]
+    page, next_cursor = await keyset_page(session, query, TierHistory.id, "tier-history", cursor, limit)
     return HistoryPage(
-        items=[HistoryItem.model_validate(r, from_attributes=True) for r in page],
-        next_cursor=encode_cursor("tier-history", page[-1].id) if len(rows) > limit else None,
+        items=[HistoryItem.model_validate(r, from_attributes=True) for r in page], next_cursor=next_cursor
     )

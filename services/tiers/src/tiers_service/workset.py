@@ -22,11 +22,11 @@ from sqlalchemy import bindparam, insert, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from loyalty_shared.clock import now as clock_now
-from loyalty_shared.db import arrays_of
+from loyalty_shared.db import arrays_of, unnest_insert
 from loyalty_shared.handling import Delivery
 from tiers_service import domain
 from tiers_service.ladders import current_ladder
-from tiers_service.models import Member, table
+from tiers_service.models import Member, QualifyingOrder, QualifyingRefund, table
 from tiers_service.standings import columns, standing_from_row
 
 SCALE = Decimal("0.0001")  # the scale of the money columns: in memory as read back
@@ -61,24 +61,16 @@ _ORDERS = text(
 _REFUNDS = text(
     "SELECT order_id, refund_id FROM qualifying_refunds WHERE order_id = ANY(CAST(:orders AS text[]))"
 )
-_INSERT_ORDERS = text(
-    f"INSERT INTO qualifying_orders ({_ORDER_FIELDS}) "
-    "SELECT * FROM unnest(CAST(:order_id AS text[]), CAST(:member_id AS text[]), "
-    "CAST(:currency AS text[]), CAST(:amount AS numeric[]), CAST(:qualifying AS numeric[]), "
-    "CAST(:refunded AS numeric[]), CAST(:refunded_amount AS numeric[]), CAST(:paid_at AS timestamptz[]), "
-    "CAST(:cancelled_at AS timestamptz[]))"
-)
+_ORDER_COLUMNS = tuple(_ORDER_FIELDS.split(", "))
+_INSERT_ORDERS = unnest_insert(table(QualifyingOrder), _ORDER_COLUMNS)
 _UPDATE_ORDERS = text(
     "UPDATE qualifying_orders AS o SET refunded = v.refunded, refunded_amount = v.refunded_amount, "
     "cancelled_at = v.cancelled_at FROM unnest(CAST(:order_id AS text[]), CAST(:refunded AS numeric[]), "
     "CAST(:refunded_amount AS numeric[]), CAST(:cancelled_at AS timestamptz[])) "
     "AS v(order_id, refunded, refunded_amount, cancelled_at) WHERE o.order_id = v.order_id"
 )
-_INSERT_REFUNDS = text(
-    "INSERT INTO qualifying_refunds (order_id, refund_id, amount, qualifying) "
-    "SELECT * FROM unnest(CAST(:order_id AS text[]), CAST(:refund_id AS text[]), "
-    "CAST(:amount AS numeric[]), CAST(:qualifying AS numeric[]))"
-)
+_REFUND_COLUMNS = ("order_id", "refund_id", "amount", "qualifying")
+_INSERT_REFUNDS = unnest_insert(table(QualifyingRefund), _REFUND_COLUMNS)
 _members = table(Member)
 _CREATE_MEMBERS = insert(_members)
 # executed with one parameter set per member: the SET clause is every column the sets carry
@@ -136,8 +128,8 @@ class Workset:
         if changed := [o for o in orders if o.dirty and not o.new]:
             await execute(_UPDATE_ORDERS, arrays_of(changed, _ORDER_CHANGES))
         if self.new_refunds:
-            names = ("order_id", "refund_id", "amount", "qualifying")
-            await execute(_INSERT_REFUNDS, {n: [row[n] for row in self.new_refunds] for n in names})
+            refunds = {n: [row[n] for row in self.new_refunds] for n in _REFUND_COLUMNS}
+            await execute(_INSERT_REFUNDS, refunds)
         created = [columns(s) for m, s in self.standings.items() if m not in self.stored]
         if created:
             await execute(_CREATE_MEMBERS, created)
@@ -178,7 +170,6 @@ class Workset:
         return domain.window_figures(counted, start, end)
 
 
-_ORDER_COLUMNS = tuple(_ORDER_FIELDS.split(", "))
 _ORDER_CHANGES = ("order_id", "refunded", "refunded_amount", "cancelled_at")
 
 

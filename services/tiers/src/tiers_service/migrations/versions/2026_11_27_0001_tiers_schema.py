@@ -11,6 +11,8 @@ import sqlalchemy as sa
 from alembic import op
 from sqlalchemy.dialects import postgresql
 
+from loyalty_shared.migrations import create_kit_tables, drop_kit_tables
+
 revision: str = "0001"
 down_revision: str | None = None
 branch_labels: str | Sequence[str] | None = None
@@ -18,20 +20,7 @@ depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:
-
-    op.create_table(
-        "inbox",
-        sa.Column("consumer", sa.String(length=100), nullable=False),
-        sa.Column("event_id", sa.String(length=200), nullable=False),
-        sa.Column("event_type", sa.String(length=200), nullable=False),
-        sa.Column("topic", sa.String(length=249), nullable=False),
-        sa.Column("partition", sa.BigInteger(), nullable=False),
-        sa.Column("offset", sa.BigInteger(), nullable=False),
-        sa.Column(
-            "processed_at", sa.DateTime(timezone=True), server_default=sa.text("now()"), nullable=False
-        ),
-        sa.PrimaryKeyConstraint("consumer", "event_id", name=op.f("pk_inbox")),
-    )
+    create_kit_tables()
     op.create_table(
         "ladders",
         sa.Column("version", sa.Integer(), nullable=False),
@@ -74,32 +63,6 @@ def upgrade() -> None:
         ["override_until"],
         unique=False,
         postgresql_where=sa.text("override_until IS NOT NULL"),
-    )
-    op.create_table(
-        "outbox",
-        sa.Column("id", sa.BigInteger(), sa.Identity(always=True), nullable=False),
-        sa.Column("topic", sa.String(length=249), nullable=False),
-        sa.Column("key", sa.String(length=200), nullable=False),
-        sa.Column("event_id", sa.String(length=200), nullable=False),
-        sa.Column("event_type", sa.String(length=200), nullable=False),
-        sa.Column("payload", sa.LargeBinary(), nullable=False),
-        sa.Column(
-            "headers",
-            postgresql.JSONB(astext_type=sa.Text()),
-            server_default=sa.text("'{}'::jsonb"),
-            nullable=False,
-        ),
-        sa.Column("created_at", sa.DateTime(timezone=True), server_default=sa.text("now()"), nullable=False),
-        sa.Column("published_at", sa.DateTime(timezone=True), nullable=True),
-        sa.PrimaryKeyConstraint("id", name=op.f("pk_outbox")),
-        sa.UniqueConstraint("event_id", name=op.f("uq_outbox_event_id")),
-    )
-    op.create_index(
-        "ix_outbox_unpublished",
-        "outbox",
-        ["id"],
-        unique=False,
-        postgresql_where=sa.text("published_at IS NULL"),
     )
     op.create_table(
         "qualifying_orders",
@@ -156,16 +119,11 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-
     op.drop_index("ix_tier_history_member", table_name="tier_history")
     op.drop_table("tier_history")
     op.drop_table("qualifying_refunds")
     op.drop_index("ix_qualifying_orders_member_paid", table_name="qualifying_orders")
     op.drop_table("qualifying_orders")
-    op.drop_index(
-        "ix_outbox_unpublished", table_name="outbox", postgresql_where=sa.text("published_at IS NULL")
-    )
-    op.drop_table("outbox")
     op.drop_index(
         "ix_members_override_until",
         table_name="members",
@@ -177,4 +135,4 @@ def downgrade() -> None:
     )
     op.drop_table("members")
     op.drop_table("ladders")
-    op.drop_table("inbox")
+    drop_kit_tables()
