@@ -27,6 +27,6 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    op.drop_constraint("ck_orders_accrual_divisor_positive", "orders", type_="check")
+    op.drop_constraint(op.f("ck_orders_accrual_divisor_positive"), "orders", type_="check")
     op.drop_column("orders", "accrual_divisor")
     op.drop_column("orders", "accrual_base")
