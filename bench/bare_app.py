@@ -1,6 +1,6 @@
 """The yardstick of the balance reads: a bare FastAPI route on one uvicorn worker, answering a
-balance-shaped body it does not look up. ``bench_platform.py`` serves it beside the service and
-loads both with the same client, so the read path's figure is a ratio measured in one run."""
+balance-shaped body it does not look up. The bench (``python -m bench``) serves it beside the
+service and loads both with the same client, so the read path's figure is a ratio measured in one run."""
 
 from __future__ import annotations
 

@@ -11,14 +11,14 @@ another PostgreSQL server.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
-import signal
 import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -29,6 +29,7 @@ import httpx
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from loyalty_cli.embedded import free_port
+from loyalty_cli.processes import ProcessError, Spawned, spawn_service, tail
 from loyalty_shared.envelope import CloudEvent, new_event
 from loyalty_shared.events import OrderCancelled, OrderPaid, OrderRefunded
 
@@ -96,7 +97,8 @@ def migrate_template(infra: Infra) -> None:
 
 @dataclass
 class ServiceProcess:
-    """A service as a real process: ``start``, ``kill`` (SIGKILL), ``stop`` (SIGTERM)."""
+    """A service as a real process: ``start``, ``kill`` (SIGKILL), ``stop`` (SIGTERM). The process
+    itself is a :class:`loyalty_cli.processes.Spawned` (shared with the benchmark)."""
 
     infra: Infra
     database: str
@@ -105,8 +107,12 @@ class ServiceProcess:
     extra_env: dict[str, str] = field(default_factory=dict)
     name: str = "points"
     port: int = 0
-    process: subprocess.Popen[bytes] | None = None
     runs: int = 0
+    handle: Spawned | None = field(default=None, init=False, repr=False)
+
+    @property
+    def process(self) -> subprocess.Popen[bytes] | None:
+        return None if self.handle is None else self.handle.proc
 
     @property
     def url(self) -> str:
@@ -135,67 +141,52 @@ class ServiceProcess:
         }
 
     async def start(self, *, wait_ready: bool = True, **extra_env: str) -> None:
-        assert self.process is None or self.process.poll() is not None, "already running"
+        assert self.handle is None or not self.handle.running(), "already running"
         self.runs += 1
         self.port = free_port()
-        log = self.log_path.open("wb")
-        self.process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                f"{self.name}_service",
-                "serve",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(self.port),
-            ],
+        self.handle = spawn_service(
+            f"{self.name}_service",
+            self.port,
+            log_path=self.log_path,
             env=self.env(**extra_env),
-            stdout=log,
-            stderr=subprocess.STDOUT,
+            name=f"{self.name} service",
         )
         if wait_ready:
             await self.wait_ready()
 
+    @contextlib.contextmanager
+    def _as_test_failure(self) -> Iterator[None]:
+        """A :class:`ProcessError` fails the test as an AssertionError, with this run's log."""
+        try:
+            yield
+        except ProcessError as exc:
+            raise AssertionError(f"{exc.headline}:\n{self.log()}") from None
+
+    def _spawned(self) -> Spawned:
+        assert self.handle is not None, f"{self.name} service never started"
+        return self.handle
+
     async def wait_ready(self, timeout: float = 60) -> None:
-        deadline = time.monotonic() + timeout
-        async with httpx.AsyncClient() as client:
-            while time.monotonic() < deadline:
-                if self.process is not None and self.process.poll() is not None:
-                    raise AssertionError(f"{self.name} service exited early:\n{self.log()}")
-                try:
-                    if (await client.get(f"{self.url}/readyz", timeout=2)).status_code == 200:
-                        return
-                except httpx.HTTPError:
-                    pass
-                await asyncio.sleep(0.2)
-        raise AssertionError(f"{self.name} service not ready in {timeout}s:\n{self.log()}")
+        with self._as_test_failure():
+            await self._spawned().wait_ready(timeout)
 
     async def wait_exit(self, timeout: float = 60) -> int:
-        assert self.process is not None
-        deadline = time.monotonic() + timeout
-        while (code := self.process.poll()) is None:
-            if time.monotonic() > deadline:
-                raise AssertionError(f"{self.name} service did not exit in {timeout}s:\n{self.log()}")
-            await asyncio.sleep(0.1)
-        return code
+        with self._as_test_failure():
+            return await self._spawned().wait_exit(timeout)
 
     def kill(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.send_signal(signal.SIGKILL)
-            self.process.wait(10)
+        if self.handle is not None:
+            self.handle.kill()
 
-    async def stop(self) -> int | None:
-        if self.process is None or self.process.poll() is not None:
-            return None if self.process is None else self.process.returncode
-        self.process.send_signal(signal.SIGTERM)
-        return await self.wait_exit(30)
+    async def stop(self, timeout: float = 30) -> int | None:
+        """SIGTERM; the exit code (None if never started). Fails if it has not exited in ``timeout``."""
+        if self.handle is None:
+            return None
+        with self._as_test_failure():
+            return await self.handle.stop(timeout, then_kill=False)
 
     def log(self) -> str:
-        try:
-            return self.log_path.read_text(errors="replace")[-6000:]
-        except OSError:
-            return "(no log)"
+        return tail(self.log_path, chars=6000)
 
     def client(self, key: str | None = CRM_KEY) -> httpx.AsyncClient:
         headers = {"Authorization": f"Bearer {key}"} if key else {}

@@ -1,0 +1,38 @@
+"""The bench's settings: phases and modes, timeouts, the targets printed next to the figures."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+HOST = "127.0.0.1"
+API_KEY = "benchcrm"
+PARTITIONS = 6
+TOPICS = ("orders", "loyalty.points", "loyalty.tiers")
+POINTS_PHASES = ("reference", "reflatency", "backlog", "live", "latency", "reads")
+TIERS_PHASES = ("tiers-backlog", "both-backlog", "both-latency")
+PHASES = POINTS_PHASES + TIERS_PHASES
+# points+tiers also runs the points backlog phase: the figure to compare "points next to tiers" with
+MODES = {"points": POINTS_PHASES, "points+tiers": ("backlog", *TIERS_PHASES), "all": PHASES}
+POINTS, TIERS = "points_service", "tiers_service"
+READ_CLIENTS = ("raw", "httpx")
+WARM_UP_EVENTS = 20
+READY_TIMEOUT_S = 90.0
+STOP_TIMEOUT_S = 20.0
+COUNT_POLL_S = 0.05
+WATCH_POLL_S = 0.02
+# The tier.changed watcher's fetch wait: on tansu a fetch is held this long even with data waiting.
+TIER_WATCH_FETCH_WAIT_MS = 10
+# Targets printed next to the figures.
+TARGET_REF_RATIO = 0.30  # points (and tiers) alone draining a backlog, against the reference loop
+TARGET_P99_MS = 150.0  # order published -> effect visible, at TARGET_P99_RATE
+TARGET_P99_RATE = 1000.0
+TARGET_READS_RATIO = 0.5  # balance reads, one worker, against a bare FastAPI route (bench/bare_app.py)
+TARGET_READ_P99_MS = 20.0  # balance reads paced at TARGET_READ_RATE
+TARGET_READ_RATE = 1000.0
+ROOT = Path(__file__).resolve().parent.parent  # the repository
+BENCH_DIR = Path(__file__).resolve().parent  # bench/ (bare_app.py, results/)
+# the tables whose rows count an order processed, in the points and in the tiers database
+POINTS_TABLE = "ledger_entries"
+TIERS_TABLE = "qualifying_orders"
+
+Message = tuple[bytes, str, bytes]  # (Kafka key, event id, CloudEvent bytes)
