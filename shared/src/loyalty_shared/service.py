@@ -28,7 +28,14 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from loyalty_shared.auth import ApiKeys
 from loyalty_shared.clock import Clock, clock_router
-from loyalty_shared.db import KitTables, ReadConnection, create_engine, create_read_pool, session_factory
+from loyalty_shared.db import (
+    KitTables,
+    ReadConnection,
+    asyncpg_dsn,
+    create_engine,
+    create_read_pool,
+    session_factory,
+)
 from loyalty_shared.errors import PROBLEM_JSON, install_problem_handlers
 from loyalty_shared.handling import BatchHandler
 from loyalty_shared.messaging.consumer import ConsumerRunner
@@ -105,10 +112,9 @@ class Runtime:
 
     @contextlib.asynccontextmanager
     async def unit_of_work(self) -> AsyncIterator[AsyncSession]:
-        """One transaction, committed once on success; the relay is woken for its outbox rows."""
+        """One transaction, committed once on success (the relay hears of its outbox rows)."""
         async with self.sessions() as session, session.begin():
             yield session
-        self.relay.wake()
 
 
 async def runtime(request: Request) -> Runtime:
@@ -176,6 +182,7 @@ def create_app(definition: ServiceDefinition, settings: ServiceSettings) -> Fast
             sessions=sessions,
             kit=definition.kit,
             producer=producer,
+            listen_dsn=asyncpg_dsn(settings.database_url),
             poll_ms=settings.relay_poll_ms,
             batch_size=settings.relay_batch_size,
         )
@@ -198,7 +205,6 @@ def create_app(definition: ServiceDefinition, settings: ServiceSettings) -> Fast
                 producer=producer,
                 kafka=settings.kafka,
                 settings=settings.consumer,
-                after_commit=relay.wake,
             )
             await rt.consumer.start()
             tasks.append(asyncio.create_task(rt.consumer.run(), name="consumer"))

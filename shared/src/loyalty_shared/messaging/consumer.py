@@ -22,7 +22,7 @@ import asyncio
 import functools
 import logging
 import time
-from collections.abc import Callable, Collection, Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -60,13 +60,13 @@ class _DeadLetter:
 
 
 class _HoldBatchesDuringRebalance(ConsumerRebalanceListener):  # type: ignore[misc]
-    def __init__(self, lock: asyncio.Lock) -> None:
-        self._lock = lock
+    def __init__(self, runner: ConsumerRunner) -> None:
+        self._runner = runner
 
     async def on_partitions_revoked(self, revoked: Any) -> None:
         # Wait for the batch in hand to commit its transaction and offsets before giving partitions up.
-        async with self._lock:
-            pass
+        async with self._runner._lock:
+            await self._runner._committed()
 
     async def on_partitions_assigned(self, assigned: Any) -> None:
         return None
@@ -85,7 +85,6 @@ class ConsumerRunner:
         producer: Any,
         kafka: KafkaSettings,
         settings: ConsumerSettings,
-        after_commit: Callable[[], None] | None = None,
     ) -> None:
         unknown = set(event_types) - set(EVENT_TYPES)
         if unknown:
@@ -99,11 +98,11 @@ class ConsumerRunner:
         self._producer = producer
         self._kafka = kafka
         self._settings = settings
-        self._after_commit = after_commit
         self._dlq_topic = dead_letter_topic(name)
         self._lock = asyncio.Lock()
         self._stopping = asyncio.Event()
         self._consumer: AIOKafkaConsumer | None = None
+        self._commit: asyncio.Task[None] | None = None  # the offsets of the last batch, on their way
 
     async def start(self) -> None:
         self._consumer = AIOKafkaConsumer(
@@ -117,13 +116,14 @@ class ConsumerRunner:
             heartbeat_interval_ms=self._settings.heartbeat_interval_ms,
             isolation_level="read_committed",
         )
-        self._consumer.subscribe(self.topics, listener=_HoldBatchesDuringRebalance(self._lock))
+        self._consumer.subscribe(self.topics, listener=_HoldBatchesDuringRebalance(self))
         await self._consumer.start()
 
     async def stop(self) -> None:
         """Finish the batch in hand, commit it, leave the group."""
         self._stopping.set()
         async with self._lock:
+            await self._committed()
             if self._consumer is not None:
                 await self._consumer.stop()
                 self._consumer = None
@@ -173,11 +173,12 @@ class ConsumerRunner:
             await asyncio.sleep(self._settings.failure_backoff_ms / 1000)
             return
         failpoints.hit("consumer.after_db_commit")
-        try:
-            await consumer.commit({tp: records[-1].offset + 1 for tp, records in batch.items()})
-        except (CommitFailedError, IllegalStateError) as exc:
-            # Partitions moved to another member; it will redeliver and its inbox dedupes.
-            log.warning("offset commit refused: %s", exc, extra={"consumer": self.name})
+        # The offsets go to the broker while the next batch is polled and handled: they only save
+        # redelivery (the inbox dedupes what a lost commit redelivers), so nothing waits for them
+        # but the next commit, a rebalance and stop, which keep them in order and complete.
+        await self._committed()
+        offsets = {tp: records[-1].offset + 1 for tp, records in batch.items()}
+        self._commit = asyncio.create_task(self._commit_offsets(consumer, offsets))
         BATCH_SECONDS.labels(self.name).observe(time.perf_counter() - started)
         for tp, records in batch.items():
             high = consumer.highwater(tp)
@@ -185,6 +186,21 @@ class ConsumerRunner:
                 CONSUMER_LAG.labels(self.name, tp.topic, str(tp.partition)).set(
                     max(0, high - (records[-1].offset + 1))
                 )
+
+    async def _commit_offsets(self, consumer: AIOKafkaConsumer, offsets: dict[TopicPartition, int]) -> None:
+        try:
+            await consumer.commit(offsets)
+        except (CommitFailedError, IllegalStateError) as exc:
+            # Partitions moved to another member; it will redeliver and its inbox dedupes.
+            log.warning("offset commit refused: %s", exc, extra={"consumer": self.name})
+        except KafkaError:
+            log.exception("offset commit failed; the next commit covers it", extra={"consumer": self.name})
+
+    async def _committed(self) -> None:
+        """Wait for the offsets in flight, if any."""
+        if self._commit is not None:
+            commit, self._commit = self._commit, None
+            await commit
 
     async def handle_batch(self, batch: Mapping[TopicPartition, Sequence[Any]]) -> None:
         """Handle every record of one poll in one transaction; dead letters are published before it
@@ -199,8 +215,6 @@ class ConsumerRunner:
             outcomes = await self._run_batch(batch, isolate=True)
         for event_type, result in outcomes:
             EVENTS_CONSUMED.labels(self.name, event_type, result).inc()
-        if self._after_commit is not None:
-            self._after_commit()
 
     async def _run_batch(
         self, batch: Mapping[TopicPartition, Sequence[Any]], *, isolate: bool

@@ -4,6 +4,11 @@
 rows in id order and marks them only after the broker acknowledged them, so a crash anywhere delays
 an event but never drops it (consumers dedupe the occasional re-publish by event id).
 
+The relay learns of new rows at once, from whichever process wrote them: a transaction that wrote
+outbox rows sends ``NOTIFY loyalty_outbox`` (delivered when it commits) and the relay LISTENs on a
+connection of its own. Should that connection be lost, the relay polls every ``poll_ms`` until it
+is back, so a relay in another replica (``LOYALTY_RUN_RELAY``) is woken like one in the same process.
+
 Per-member order: a service writes a member's outbox rows after taking that member's row lock, so
 ids follow commit order for one member; a single relay at a time (a PostgreSQL advisory lock) sends
 them in id order with the member id as the Kafka key.
@@ -18,8 +23,10 @@ import zlib
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import func, select, update
+import asyncpg
+from sqlalchemy import event, func, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.orm import Session
 
 from loyalty_shared import failpoints
 from loyalty_shared.clock import now as clock_now
@@ -29,6 +36,10 @@ from loyalty_shared.events import EventData, schema_uri
 from loyalty_shared.observability import OUTBOX_BACKLOG, OUTBOX_PUBLISHED
 
 log = logging.getLogger(__name__)
+
+CHANNEL = "loyalty_outbox"  # NOTIFY channel of a database's outbox
+_NOTIFY = text(f"NOTIFY {CHANNEL}")
+_WROTE = "loyalty.outbox_written"  # session.info flag: this transaction wrote outbox rows
 
 
 def publish(session: AsyncSession, data: EventData, subject: str) -> CloudEvent:
@@ -58,7 +69,15 @@ def publish(session: AsyncSession, data: EventData, subject: str) -> CloudEvent:
             "headers": {"content-type": CONTENT_TYPE, "ce_type": event.type},
         },
     )
+    session.info[_WROTE] = True
     return event
+
+
+@event.listens_for(Session, "before_commit")
+def _notify_relay(session: Session) -> None:
+    # (a row discarded with its savepoint leaves the flag set: the relay then wakes for nothing)
+    if session.info.pop(_WROTE, False):
+        session.execute(_NOTIFY)
 
 
 @dataclass(frozen=True)
@@ -77,6 +96,7 @@ class OutboxRelay:
         sessions: async_sessionmaker[AsyncSession],
         kit: KitTables,
         producer: Any,
+        listen_dsn: str | None = None,
         topic_prefix: str = "",
         poll_ms: int = 100,
         batch_size: int = 500,
@@ -88,12 +108,13 @@ class OutboxRelay:
         self._producer = producer
         self._poll = poll_ms / 1000
         self._batch_size = batch_size
+        self._listen_dsn = listen_dsn  # asyncpg DSN of the database, for LISTEN; None: poll only
         self._lock_key = zlib.crc32(f"outbox-relay:{service}".encode())
         self._wakeup = asyncio.Event()
         self._stopping = False
 
     def wake(self) -> None:
-        """Publish soon: a unit of work just committed outbox rows."""
+        """Publish soon: a transaction just committed outbox rows."""
         self._wakeup.set()
 
     def stop(self) -> None:
@@ -101,19 +122,50 @@ class OutboxRelay:
         self._wakeup.set()
 
     async def run(self) -> None:
+        listener = asyncio.create_task(self._listen(), name="outbox-listener")
+        try:
+            while not self._stopping:
+                try:
+                    published = await self.publish_pending()
+                except asyncio.CancelledError:
+                    raise
+                except Exception:
+                    log.exception("outbox relay failed; retrying", extra={"service": self._service})
+                    published = 0
+                    await asyncio.sleep(1.0)
+                if published < self._batch_size:
+                    self._wakeup.clear()
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self._wakeup.wait(), timeout=self._poll)
+        finally:
+            listener.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await listener
+
+    async def _listen(self) -> None:
+        """Wake on every NOTIFY of the outbox; after a lost connection, connect again (the poll
+        covers the gap)."""
+        if self._listen_dsn is None:
+            return
         while not self._stopping:
             try:
-                published = await self.publish_pending()
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.exception("outbox relay failed; retrying", extra={"service": self._service})
-                published = 0
-                await asyncio.sleep(1.0)
-            if published < self._batch_size:
-                self._wakeup.clear()
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wakeup.wait(), timeout=self._poll)
+                await self._listen_once(self._listen_dsn)
+            except (OSError, asyncpg.PostgresError) as exc:
+                log.warning("outbox relay cannot LISTEN (%s); polling", exc, extra={"service": self._service})
+            await asyncio.sleep(1.0)
+
+    async def _listen_once(self, dsn: str) -> None:
+        """LISTEN on one connection until it is lost."""
+        lost = asyncio.Event()
+        connection = await asyncpg.connect(dsn)
+        try:
+            connection.add_termination_listener(lambda _: lost.set())
+            await connection.add_listener(CHANNEL, lambda *_: self.wake())
+            self.wake()  # rows may have been written while no one listened
+            await lost.wait()
+        finally:
+            with contextlib.suppress(Exception):
+                await asyncio.shield(connection.close(timeout=2))
 
     async def publish_pending(self) -> int:
         """Publish one batch of unpublished rows; returns how many were published."""
