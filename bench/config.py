@@ -29,6 +29,7 @@ TARGET_P99_RATE = 1000.0
 TARGET_READS_RATIO = 0.5  # balance reads, one worker, against a bare FastAPI route (bench/bare_app.py)
 TARGET_READ_P99_MS = 20.0  # balance reads paced at TARGET_READ_RATE
 TARGET_READ_RATE = 1000.0
+TARGET_RSS_MB = 150.0  # peak resident memory of one service process, under load
 ROOT = Path(__file__).resolve().parent.parent  # the repository
 BENCH_DIR = Path(__file__).resolve().parent  # bench/ (bare_app.py, results/)
 # the tables whose rows count an order processed, in the points and in the tiers database

@@ -221,15 +221,15 @@ class CpuMeter:
     """CPU seconds used between two snapshots by the bench, the services, PostgreSQL and the broker."""
 
     stack: Stack
-    services: dict[str, int] = field(default_factory=dict)  # label -> pid (with its children)
+    services: dict[str, tuple[int, ...]] = field(default_factory=dict)  # label -> pids (and children)
     _start: dict[str, float] = field(default_factory=dict)
     _machine: float | None = None
 
     def snapshot(self) -> dict[str, float]:
         times = os.times()
         snap = {"bench": times.user + times.system}
-        for label, pid in self.services.items():
-            snap[label] = proc_cpu(pid, with_children=True)
+        for label, pids in self.services.items():
+            snap[label] = sum(proc_cpu(pid, with_children=True) for pid in pids)
         master = postmaster_pid(self.stack)
         if master is not None:
             # A backend that exits is reaped by the postmaster: its time moves to the children's.
@@ -243,6 +243,14 @@ class CpuMeter:
         self._machine = machine_busy()
         self._start = self.snapshot()
 
+    def peak_rss_mb(self) -> dict[str, float]:
+        """Each service's peak resident memory so far (VmHWM: the kernel's high-water mark since
+        the process started, so no sample can miss the peak), in MB; the largest of its processes."""
+        return {
+            label: max((peak_rss(p) for pid in pids for p in (pid, *child_pids(pid))), default=0.0)
+            for label, pids in self.services.items()
+        }
+
     def used(self) -> dict[str, float]:
         """CPU seconds per process group, and ``others``: what the rest of the machine used meanwhile
         (busy time from /proc/stat minus ours; other people's work shows here)."""
@@ -251,6 +259,17 @@ class CpuMeter:
         if self._machine is not None and machine is not None:
             used["others"] = round(max(0.0, machine - self._machine - sum(used.values())), 2)
         return used
+
+
+def peak_rss(pid: int) -> float:
+    """VmHWM of a process in MB (0 when it is gone)."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return round(int(line.split()[1]) / 1024, 1)
+    except (OSError, ValueError, IndexError):
+        pass
+    return 0.0
 
 
 def machine_busy() -> float | None:

@@ -209,11 +209,12 @@ async def phase_backlog(ctx: Context) -> dict[str, Any]:
         connection(env.dsn) as conn,
         points_service(ctx.stack, env, ctx.workdir, ctx.started) as service,
     ):
-        meter = CpuMeter(ctx.stack, {"service": service.pid})
+        meter = CpuMeter(ctx.stack, {"service": service.pids})
         meter.start()
         before = await scrape_metrics(service)
         end = await wait_for_count(conn, "ledger_entries", len(messages), ctx.args.timeout)
         cpu = meter.used()
+        rss = meter.peak_rss_mb()
         delta = metrics_delta(before, await scrape_metrics(service))
         first = await conn.fetchval("SELECT extract(epoch FROM min(created_at)) FROM ledger_entries")
         done = await count_rows(conn, "ledger_entries")
@@ -229,6 +230,7 @@ async def phase_backlog(ctx: Context) -> dict[str, Any]:
         "orders_per_s": round(done / seconds, 1),
         **batch_figures(delta, done),
         "cpu_s": cpu,
+        "peak_rss_mb": rss,
         "note": "from the first batch's transaction start (min ledger created_at) to count = N",
     }
 
@@ -243,7 +245,7 @@ async def phase_live(ctx: Context) -> dict[str, Any]:
         producer_for(ctx.stack) as producer,
     ):
         await warm_up(producer, env, conn, ctx.args.seed + 30)
-        meter = CpuMeter(ctx.stack, {"service": service.pid})
+        meter = CpuMeter(ctx.stack, {"service": service.pids})
         meter.start()
         before = await scrape_metrics(service)
         start = time.time()
@@ -251,6 +253,7 @@ async def phase_live(ctx: Context) -> dict[str, Any]:
         target = len(messages) + WARM_UP_EVENTS
         end = await wait_for_count(conn, "ledger_entries", target, ctx.args.timeout)
         cpu = meter.used()
+        rss = meter.peak_rss_mb()
         delta = metrics_delta(before, await scrape_metrics(service))
         done = await count_rows(conn, "ledger_entries") - WARM_UP_EVENTS
     seconds = (end or time.time()) - start
@@ -263,6 +266,7 @@ async def phase_live(ctx: Context) -> dict[str, Any]:
         "orders_per_s": round(done / seconds, 1),
         **batch_figures(delta, done),
         "cpu_s": cpu,
+        "peak_rss_mb": rss,
         "note": "from the first publish to count = N; publishing competes with the service for CPU",
     }
 
@@ -311,12 +315,13 @@ def backlog_at(samples: list[tuple[float, int, int]], moment: float) -> int:
 async def phase_latency(
     ctx: Context, env: PhaseEnv, conn: asyncpg.Connection, service: Service, rate: float, seed: int
 ) -> dict[str, Any]:
-    meter = CpuMeter(ctx.stack, {"service": service.pid})
+    meter = CpuMeter(ctx.stack, {"service": service.pids})
     meter.start()
     before = await scrape_metrics(service)
     async with producer_for(ctx.stack) as producer:
         paced, watcher, samples, end = await run_paced(ctx, env, conn, producer, rate, seed)
     cpu = meter.used()
+    rss = meter.peak_rss_mb()
     delta = metrics_delta(before, await scrape_metrics(service))
     sent = len(paced.sent_at)
     publish_window = paced.last - paced.first
@@ -336,6 +341,7 @@ async def phase_latency(
         **figures,
         **batch_figures(delta, figures["processed"]),
         "cpu_s": cpu,
+        "peak_rss_mb": rss,
         "backlog_samples": samples,
         "note": "tx_start = ledger created_at (now() = transaction START, so it omits the batch's "
         "own processing and commit: a lower bound); visible = first seen by a 20 ms poller "
@@ -358,12 +364,13 @@ async def phase_reads(ctx: Context, service: Service, members: list[str]) -> dic
     results["paced"] = await run_reads(ctx, paced, ctx.started)
     for client in ctx.args.read_clients:
         spec = ReadSpec(client, HOST, port, members, ctx.args.reads_seconds, ctx.args.read_concurrency)
-        meter = CpuMeter(ctx.stack, {"service": service.pid})
+        meter = CpuMeter(ctx.stack, {"service": service.pids})
         meter.start()
         before = await scrape_metrics(service)
         result = await run_reads(ctx, spec, ctx.started)
         delta = metrics_delta(before, await scrape_metrics(service))
         result["cpu_s"] = meter.used()
+        result["peak_rss_mb"] = meter.peak_rss_mb()
         if delta["http_requests"]:
             result["server_mean_ms"] = round(1000 * delta["http_seconds"] / delta["http_requests"], 2)
         results[client] = result

@@ -79,11 +79,12 @@ async def tiers_solo_backlog(ctx: Context) -> dict[str, Any]:
         connection(env.dsn) as conn,
         service_process(ctx.stack, env, ctx.workdir, ctx.started, TIERS) as service,
     ):
-        meter = CpuMeter(ctx.stack, {"service": service.pid})
+        meter = CpuMeter(ctx.stack, {"service": service.pids})
         meter.start()
         before = await scrape_metrics(service)
         end = await wait_for_count(conn, TIERS_TABLE, len(messages), ctx.args.timeout)
         cpu = meter.used()
+        rss = meter.peak_rss_mb()
         delta = metrics_delta(before, await scrape_metrics(service))
         first = await first_tx_start(conn, "inbox", "processed_at")
         done = await count_rows(conn, TIERS_TABLE)
@@ -100,6 +101,7 @@ async def tiers_solo_backlog(ctx: Context) -> dict[str, Any]:
         "orders_per_s": round(done / seconds, 1),
         **batch_figures(delta, done),
         "cpu_s": cpu,
+        "peak_rss_mb": rss,
         "tier_changes": changes,
         "note": "from the first batch's transaction start (min inbox processed_at) to "
         "count(qualifying_orders) = N",
@@ -118,7 +120,7 @@ async def both_backlog(ctx: Context) -> dict[str, Any]:
         connection(duo.tiers.dsn) as tconn,
         both_services(ctx, duo) as (points, tiers),
     ):
-        meter = CpuMeter(ctx.stack, {"points": points.pid, "tiers": tiers.pid})
+        meter = CpuMeter(ctx.stack, {"points": points.pids, "tiers": tiers.pids})
         meter.start()
         before = [await scrape_metrics(points), await scrape_metrics(tiers)]
         points_end, tiers_end = await asyncio.gather(
@@ -126,6 +128,7 @@ async def both_backlog(ctx: Context) -> dict[str, Any]:
             wait_for_count(tconn, TIERS_TABLE, n, ctx.args.timeout),
         )
         cpu = meter.used()
+        rss = meter.peak_rss_mb()
         deltas = [
             metrics_delta(before[0], await scrape_metrics(points)),
             metrics_delta(before[1], await scrape_metrics(tiers)),
@@ -169,6 +172,7 @@ async def both_backlog(ctx: Context) -> dict[str, Any]:
             "events_handled_per_s": round((points_done + tiers_done) / both_s, 1),
         },
         "cpu_s": cpu,
+        "peak_rss_mb": rss,
         "tier_changes": changes,
         "tier_changed_consumed_by_points": {
             "when_both_done": int(projected_at_end),
@@ -284,7 +288,7 @@ async def both_latency_run(
     samples: list[tuple[float, int, int, int]] = []
     points_target = await count_rows(pconn, POINTS_TABLE) + len(messages)
     tiers_target = await count_rows(tconn, TIERS_TABLE) + len(messages)
-    meter = CpuMeter(ctx.stack, {"points": points.pid, "tiers": tiers.pid})
+    meter = CpuMeter(ctx.stack, {"points": points.pids, "tiers": tiers.pids})
     before = [await scrape_metrics(points), await scrape_metrics(tiers)]
     changes = TierChangeWatcher(ctx.stack, duo.topic("loyalty.tiers"))
     try:
@@ -314,6 +318,7 @@ async def both_latency_run(
     finally:
         await changes.stop()
     cpu = meter.used()
+    rss = meter.peak_rss_mb()
     deltas = [
         metrics_delta(before[0], await scrape_metrics(points)),
         metrics_delta(before[1], await scrape_metrics(tiers)),
@@ -366,6 +371,7 @@ async def both_latency_run(
             **batch_figures(deltas[0], points_ledger["processed"]),
         },
         "cpu_s": cpu,
+        "peak_rss_mb": rss,
         "backlog_samples": samples,
         "note": "order_counted: tx_start = tiers inbox processed_at (transaction START: a lower bound); "
         "visible = first seen committed by a 20 ms poller (upper bound). tier_changed: on_topic = the "

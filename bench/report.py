@@ -23,6 +23,7 @@ from bench.config import (
     TARGET_READ_RATE,
     TARGET_READS_RATIO,
     TARGET_REF_RATIO,
+    TARGET_RSS_MB,
 )
 from bench.services import env_overrides
 from bench.stack import Stack
@@ -177,8 +178,31 @@ def tiers_rows(results: dict[str, Any]) -> Iterator[tuple[str, str, str, str]]:
         yield (label, "points ledger (visible) p50/95/99/max ms", ms4(p["latency_visible"]), "")
 
 
+def peak_rss(results: Any) -> dict[str, float]:
+    """The highest ``peak_rss_mb`` each service reached in any phase of the run."""
+    peaks: dict[str, float] = {}
+    if isinstance(results, dict):
+        for key, value in results.items():
+            found = value if key == "peak_rss_mb" and isinstance(value, dict) else peak_rss(value)
+            for label, mb in found.items():
+                peaks[label] = max(peaks.get(label, 0.0), mb)
+    elif isinstance(results, list):
+        for value in results:
+            for label, mb in peak_rss(value).items():
+                peaks[label] = max(peaks.get(label, 0.0), mb)
+    return peaks
+
+
+def rss_rows(results: dict[str, Any]) -> Iterator[tuple[str, str, str, str]]:
+    peaks = peak_rss(results)
+    if peaks:
+        figure = " / ".join(f"{label} {mb:,.0f}" for label, mb in sorted(peaks.items()))
+        ok = max(peaks.values()) <= TARGET_RSS_MB
+        yield ("peak RSS, any phase", "MB", figure, f"≤ {TARGET_RSS_MB:.0f} per service  {verdict(ok)}")
+
+
 def print_table(results: dict[str, Any]) -> None:
-    rows = list(summary_rows(results))
+    rows = [*summary_rows(results), *rss_rows(results)]
     header = ("phase", "figure", "value", "target")
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(4)]
     for row in [header, tuple("-" * w for w in widths), *rows]:
@@ -210,6 +234,7 @@ def build_report(
             "p99_ms_at_1000_per_s": TARGET_P99_MS,
             "balance_reads_vs_bare_route": TARGET_READS_RATIO,
             "balance_read_p99_ms_at_1000_per_s": TARGET_READ_P99_MS,
+            "peak_rss_mb_per_service": TARGET_RSS_MB,
         },
         "results": results,
     }

@@ -24,10 +24,16 @@ class Service:
     process: Spawned
     name: str = "points service"
     ready_s: float = 0.0
+    relay: Spawned | None = None  # the relay-only sibling, with LOYALTY_BENCH_RELAY_PROCESS
 
     @property
     def pid(self) -> int:
         return self.process.pid
+
+    @property
+    def pids(self) -> tuple[int, ...]:
+        """Its processes: the service, and its relay when that runs apart."""
+        return (self.pid,) if self.relay is None else (self.pid, self.relay.pid)
 
     @property
     def url(self) -> str:
@@ -70,20 +76,17 @@ async def service_process(
 ) -> AsyncIterator[Service]:
     """``python -m <package> serve`` on a free port, on env's database and topics; stopped on exit.
     With ``wait=False`` the caller waits for readiness (to start several services at once)."""
-    port = free_port()
     kind = package.removesuffix("_service")
-    process = spawn_service(
-        package,
-        port,
-        log_path=workdir / f"{kind}-{env.name}.log",
-        env=service_env(stack, env),
-        name=f"{kind} service",
-        host=HOST,
-        new_session=True,
-    )
+    apart = bool(os.environ.get("LOYALTY_BENCH_RELAY_PROCESS"))
+    process = _spawn(stack, env, workdir, package, kind, LOYALTY_RUN_RELAY="false" if apart else "true")
     name = f"{kind} service ({env.name}, pid {process.pid})"
     started.add(name, lambda: process.terminate(STOP_TIMEOUT_S))
     service = Service(process, f"{kind} service")
+    if apart:
+        # the outbox relay in a process of its own (a relay-only replica), woken by NOTIFY
+        relay = _spawn(stack, env, workdir, package, f"{kind}-relay", LOYALTY_RUN_CONSUMER="false")
+        service.relay = relay
+        started.add(name + " relay", lambda: relay.terminate(STOP_TIMEOUT_S))
     try:
         if wait:
             service.ready_s = await wait_ready(service)
@@ -97,12 +100,30 @@ async def service_process(
     finally:
         await process.stop(STOP_TIMEOUT_S)
         started.remove(name)
+        if service.relay is not None:
+            await service.relay.stop(STOP_TIMEOUT_S)
+            started.remove(name + " relay")
+
+
+def _spawn(stack: Stack, env: PhaseEnv, workdir: Path, package: str, kind: str, **extra: str) -> Spawned:
+    return spawn_service(
+        package,
+        free_port(),
+        log_path=workdir / f"{kind}-{env.name}.log",
+        env={**service_env(stack, env), **extra},
+        name=f"{kind} service",
+        host=HOST,
+        new_session=True,
+    )
 
 
 async def wait_ready(service: Service) -> float:
     """Until the service answers ``/readyz``; the seconds that took (raises if it exits or is not
     ready in READY_TIMEOUT_S)."""
-    return await service.process.wait_ready(READY_TIMEOUT_S, request_timeout=3)
+    took = await service.process.wait_ready(READY_TIMEOUT_S, request_timeout=3)
+    if service.relay is not None:
+        await service.relay.wait_ready(READY_TIMEOUT_S, request_timeout=3)
+    return took
 
 
 def points_service(
