@@ -146,7 +146,8 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     finally:
         started.stop_all()
-        shutil.rmtree(workdir, ignore_errors=True)
+        if not os.environ.get("LOYALTY_BENCH_KEEP"):
+            shutil.rmtree(workdir, ignore_errors=True)
     out = args.out or default_out(begun, args.mode)
     write_report(out, report)
     print_table(results)

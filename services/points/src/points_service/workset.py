@@ -13,6 +13,7 @@ Invariant, as before: for every member, Σ ledger.points = Σ lots.remaining −
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -98,10 +99,12 @@ _ORDER_FIELDS = (
 )
 _ORDER_COLUMNS = tuple(_ORDER_FIELDS.split(", "))
 _ORDERS = text(f"SELECT {_ORDER_FIELDS} FROM orders WHERE order_id = ANY(CAST(:orders AS text[])) FOR UPDATE")
-# a tier change may cover orders already earned: the members' orders paid after it took effect
+# a tier change may cover orders already earned: each member's orders paid after its earliest change
+# in the batch took effect
 _LATER_ORDERS = text(
-    f"SELECT {_ORDER_FIELDS} FROM orders "
-    "WHERE member_id = ANY(CAST(:members AS text[])) AND paid_at > :since FOR UPDATE"
+    f"SELECT {', '.join('o.' + c for c in _ORDER_COLUMNS)} FROM orders AS o "
+    "JOIN unnest(CAST(:members AS text[]), CAST(:since AS timestamptz[])) AS c(member_id, since) "
+    "ON o.member_id = c.member_id AND o.paid_at > c.since FOR UPDATE OF o"
 )
 _REFUNDS = text("SELECT order_id, refund_id FROM refunds WHERE order_id = ANY(CAST(:orders AS text[]))")
 _LOTS = text(
@@ -174,10 +177,13 @@ class Workset:
     changed_periods: set[tuple[str, datetime]] = field(default_factory=set)
     _member_lots: dict[str, list[LotRow]] = field(default_factory=dict)
     _order_lots: dict[str, LotRow] = field(default_factory=dict)
+    _member_orders: dict[str, list[OrderRow]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         for lot in self.lots.values():
             self._index(lot)
+        for order in self.orders.values():
+            self._member_orders.setdefault(order.member_id, []).append(order)
 
     def _index(self, lot: LotRow) -> None:
         self._member_lots.setdefault(lot.member_id, []).append(lot)
@@ -208,13 +214,18 @@ class Workset:
             if len(order_rows) and reversing:
                 refunds = {(r.order_id, r.refund_id) for r in await execute(_REFUNDS, {"orders": orders})}
         changes = [d for d in deliveries if d.type == "tier.changed"]
-        credits = 0  # at most one lot per re-rated order and tier change
+        credits = 0  # at most one lot per tier change and order of its member it re-rates
         if changes:
-            since = min(d.data.effective_at or d.event.time for d in changes)
-            params = {"members": sorted({d.data.member_id for d in changes}), "since": since}
+            since: dict[str, datetime] = {}
+            for d in changes:
+                at = d.data.effective_at or d.event.time
+                since[d.data.member_id] = min(at, since.get(d.data.member_id, at))
+            params = {"members": list(since), "since": list(since.values())}
             later = {r.order_id: OrderRow(*r) for r in await execute(_LATER_ORDERS, params)}
             order_rows = later | order_rows
-            credits = (len(later) + earning) * len(changes)
+            per_member = Counter(o.member_id for o in later.values())
+            per_member.update(d.data.member_id for d in deliveries if d.type == "order.paid")
+            credits = sum(per_member[d.data.member_id] for d in changes)
             reversing = sorted({*reversing, *(order.member_id for order in later.values())})
             orders = sorted({*orders, *later})
         lots: dict[int, LotRow] = {}
@@ -272,11 +283,12 @@ class Workset:
     def add_order(self, order: OrderRow) -> None:
         order.new = True
         self.orders[order.order_id] = order
+        self._member_orders.setdefault(order.member_id, []).append(order)
 
     def member_orders(self, member_id: str, paid_after: datetime) -> list[OrderRow]:
         """The member's orders paid after ``paid_after`` (loaded for the batch's tier changes, or
         earned in it), in payment order."""
-        found = [o for o in self.orders.values() if o.member_id == member_id and o.paid_at > paid_after]
+        found = [o for o in self._member_orders.get(member_id, ()) if o.paid_at > paid_after]
         return sorted(found, key=lambda order: (order.paid_at, order.order_id))
 
     def refund_applied(self, order_id: str, refund_id: str) -> bool:
