@@ -187,11 +187,13 @@ def _forget_deferred(session: Session, transaction: SessionTransaction) -> None:
         session.info.pop(_DEFERRED, None)
 
 
-# Every statement is planned for its parameters. asyncpg prepares each statement once per
+# The writers' statements are planned for their parameters. asyncpg prepares each statement once per
 # connection, and after five executions PostgreSQL may switch a prepared statement to a generic plan
 # costed on the table as it was then: a service started on an empty database kept a sequential scan
 # for ``order_id = ANY($1)`` while the table grew (12 ms a batch at 20,000 orders, and growing) until
-# the connection was recycled. Planning these short statements costs ~0.1 ms.
+# an ANALYZE replanned it. Planning costs ~0.1 ms a statement, a few statements per batch of events.
+# The read pool keeps PostgreSQL's default: one single-member lookup per request, where planning
+# would cost about as much as the read (PostgreSQL's CPU per balance read rose by two thirds).
 SERVER_SETTINGS = {"plan_cache_mode": "force_custom_plan"}
 
 
@@ -227,9 +229,7 @@ def asyncpg_dsn(url: str) -> str:
 async def create_read_pool(url: str, *, size: int) -> asyncpg.Pool[asyncpg.Record]:
     """Connections for the fast read path (``Runtime.reading``): asyncpg's own pool, statements
     prepared once per connection, each read one round trip in autocommit."""
-    return await asyncpg.create_pool(
-        asyncpg_dsn(url), min_size=1, max_size=size, reset=_keep, server_settings=SERVER_SETTINGS
-    )
+    return await asyncpg.create_pool(asyncpg_dsn(url), min_size=1, max_size=size, reset=_keep)
 
 
 def session_factory(engine: AsyncEngine, **info: Any) -> async_sessionmaker[AsyncSession]:
