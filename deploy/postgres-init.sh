@@ -26,6 +26,6 @@ SQL
 
 create_service_database points "${POINTS_DB_PASSWORD:-}"
 create_service_database tiers "${TIERS_DB_PASSWORD:-}"
+create_service_database rewards "${REWARDS_DB_PASSWORD:-}"
 # Not built yet; uncomment with the service (and pass its password to the postgres container):
-# create_service_database rewards "${REWARDS_DB_PASSWORD:-}"
 # create_service_database feedback "${FEEDBACK_DB_PASSWORD:-}"

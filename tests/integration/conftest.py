@@ -92,7 +92,7 @@ ServiceProcessFactory = Callable[..., Awaitable[ServiceProcess]]
 
 @pytest.fixture
 async def service_factory(infra: Infra, tmp_path: Path) -> AsyncIterator[ServiceProcessFactory]:
-    """Make a service (``name``: points or tiers) with its own database on the topics of ``prefix``
+    """Make a service (``name``: points, tiers or rewards) with its own database on the topics of ``prefix``
     (new topics when not given); started unless told not. The tiers service gets a settable clock."""
     services: list[ServiceProcess] = []
 
@@ -118,6 +118,11 @@ async def service_factory(infra: Infra, tmp_path: Path) -> AsyncIterator[Service
 @pytest.fixture
 async def tiers(service_factory: ServiceProcessFactory) -> ServiceProcess:
     return await service_factory("tiers")
+
+
+@pytest.fixture
+async def rewards(service_factory: ServiceProcessFactory) -> ServiceProcess:
+    return await service_factory("rewards")
 
 
 @pytest.fixture

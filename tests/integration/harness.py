@@ -39,7 +39,7 @@ PARTNER_KEY = "test-partner-key"
 OTHER_PARTNER_KEY = "test-other-partner-key"
 API_KEYS = f"{CRM_KEY}:crm,{SHOP_KEY}:ecommerce,{PARTNER_KEY}:partner:P-1,{OTHER_PARTNER_KEY}:partner:P-2"
 TOPICS = ("orders", "loyalty.points", "loyalty.tiers")
-SERVICES = ("points", "tiers")
+SERVICES = ("points", "tiers", "rewards")
 
 
 def template_db(service: str) -> str:

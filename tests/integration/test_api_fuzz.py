@@ -39,7 +39,7 @@ from schemathesis.specs.openapi.checks import (
 
 pytestmark = pytest.mark.fuzz
 
-FUZZED_SERVICES = ("points", "tiers")  # a new service: add its name here
+FUZZED_SERVICES = ("points", "tiers", "rewards")  # a new service: add its name here
 MODES = ("crm", "partner", "no-key")
 SCALE = int(os.environ.get("LOYALTY_FUZZ_SCALE", "1"))
 MAX_EXAMPLES = {"crm": 25 * SCALE, "partner": 10 * SCALE, "no-key": 10 * SCALE}  # per operation and mode

@@ -13,7 +13,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.embedded]  # runs its own emb
 
 FIGURES = re.compile(
     r"^chaos: orders=(?P<orders>\d+) events=(?P<events>\d+) kills=(?P<kills>\d+) \(points (?P<points>\d+), "
-    r"tiers (?P<tiers>\d+)\) lost=(?P<lost>\d+) duplicated=(?P<duplicated>\d+) "
+    r"tiers (?P<tiers>\d+), rewards (?P<rewards>\d+)\) lost=(?P<lost>\d+) duplicated=(?P<duplicated>\d+) "
     r"mismatches=(?P<mismatches>\d+) in (?P<seconds>\d+) s$"
 )
 
@@ -29,6 +29,9 @@ def test_chaos_run_loses_nothing_and_applies_everything_once() -> None:
     assert found, output
     figures = {name: int(value) for name, value in found.groupdict().items()}
     assert figures["orders"] == 1500, output
-    assert figures["kills"] >= 1 and figures["kills"] == figures["points"] + figures["tiers"], output
+    assert (
+        figures["kills"] >= 1
+        and figures["kills"] == figures["points"] + figures["tiers"] + figures["rewards"]
+    ), output
     assert (figures["lost"], figures["duplicated"], figures["mismatches"]) == (0, 0, 0), output
     assert run.returncode == 0, output

@@ -332,14 +332,19 @@ async def _applied(dev: Dev, events: list[CloudEvent]) -> dict[str, object]:
                 found["tiers orders"] = await conn.fetchval(
                     "SELECT count(*) FROM qualifying_orders WHERE order_id = ANY($1::text[])", paid
                 )
+            if spec.name == "rewards":
+                found["rewards orders"] = await conn.fetchval(
+                    "SELECT count(*) FROM orders WHERE order_id = ANY($1::text[])", paid
+                )
         finally:
             await conn.close()
     return found
 
 
 async def test_a_killed_service_is_restarted_and_every_order_is_applied_once(dev: Dev) -> None:
-    """kill -9 of points, then of tiers, while orders stream in: `dev` restarts each (the other
-    keeps running), and once they are back every order is applied exactly once in both."""
+    """kill -9 of points, then of tiers, then of rewards, while orders stream in: `dev` restarts
+    each (the others keep running), and once they are back every order is applied exactly once in
+    every service."""
     seed, members, orders = 2024, 20, 1200
     events = [event for _, event in generate_orders(members=members, orders=orders, seed=seed)]
     paid = sum(1 for event in events if event.type == "order.paid")
@@ -358,6 +363,8 @@ async def test_a_killed_service_is_restarted_and_every_order_is_applied_once(dev
         os.kill(dev.pid("points"), signal.SIGKILL)
         await asyncio.sleep(3)
         os.kill(dev.pid("tiers"), signal.SIGKILL)
+        await asyncio.sleep(2)
+        os.kill(dev.pid("rewards"), signal.SIGKILL)
         out, _ = feeding.communicate(timeout=120)
         assert feeding.returncode == 0, out
     finally:
@@ -365,6 +372,7 @@ async def test_a_killed_service_is_restarted_and_every_order_is_applied_once(dev
             feeding.kill()
     dev.output.wait_for("points exited with SIGKILL", timeout=10)
     dev.output.wait_for("tiers exited with SIGKILL", timeout=10)
+    dev.output.wait_for("rewards exited with SIGKILL", timeout=10)
     assert dev.proc.poll() is None, "dev stopped"
     expected = {
         "points": len(events),
@@ -373,6 +381,8 @@ async def test_a_killed_service_is_restarted_and_every_order_is_applied_once(dev
         "points doubled earnings": 0,
         "points ledger off": 0,
         "tiers orders": paid,
+        "rewards": len(events),
+        "rewards orders": paid,
     }
     found: dict[str, object] = {}
 
@@ -385,6 +395,7 @@ async def test_a_killed_service_is_restarted_and_every_order_is_applied_once(dev
     assert found == expected
     dev.output.wait_for("points is back and ready", timeout=60, after="points exited")
     dev.output.wait_for("tiers is back and ready", timeout=60, after="tiers exited")
+    dev.output.wait_for("rewards is back and ready", timeout=60, after="rewards exited")
 
 
 def test_a_killed_broker_is_restarted_and_the_loss_is_said(dev: Dev) -> None:

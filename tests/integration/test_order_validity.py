@@ -1,12 +1,13 @@
-"""One rule for invalid order events (loyalty_shared.orders and the schemas' limits): points and
-tiers, consuming the same orders topic, dead-letter exactly the same events and apply the rest."""
+"""One rule for invalid order events (loyalty_shared.orders and the schemas' limits): points, tiers
+and rewards, consuming the same orders topic, dead-letter exactly the same events and apply the
+rest."""
 
 from __future__ import annotations
 
 import json
 from typing import Any
 
-from conftest import Platform
+from conftest import Platform, ServiceProcessFactory
 from harness import (
     ServiceProcess,
     cancelled,
@@ -31,7 +32,11 @@ async def letters(service: ServiceProcess, n: int) -> list[DeadLetter] | None:
     return found if len(found) >= n else None
 
 
-async def test_every_service_dead_letters_the_same_order_events(platform: Platform) -> None:
+async def test_every_service_dead_letters_the_same_order_events(
+    platform: Platform, service_factory: ServiceProcessFactory
+) -> None:
+    rewards = await service_factory("rewards", prefix=platform.prefix)
+    services = (platform.points, platform.tiers, rewards)
     member, other = unique("M"), unique("M")
     order = paid(member, unique("O"), "50.00")
     order_id = order.data["order_id"]
@@ -52,11 +57,11 @@ async def test_every_service_dead_letters_the_same_order_events(platform: Platfo
     good = [refunded(member, order_id, "R-20", "20.00"), paid(member, unique("O"), "10.00")]
     await publish(platform.points.infra, platform.prefix + "orders", [order, *bad, *good])
 
-    for service in (platform.points, platform.tiers):
+    for service in services:
         await eventually(lambda s=service: consumed(s, order, *good), what=f"{service.name}: good events")
     seen: dict[str, list[tuple[int, int]]] = {}
     errors: dict[str, list[str]] = {}
-    for service in (platform.points, platform.tiers):
+    for service in services:
         found: list[DeadLetter] = await eventually(
             lambda s=service: letters(s, len(bad)), what=f"{service.name}: dead letters"
         )
@@ -64,8 +69,8 @@ async def test_every_service_dead_letters_the_same_order_events(platform: Platfo
         seen[service.name] = [(d.original_partition, d.original_offset) for d in found]
         errors[service.name] = [d.error for d in found]
     assert len(seen["points"]) == len(bad)
-    assert seen["points"] == seen["tiers"], errors
-    assert errors["points"] == errors["tiers"]
+    assert seen["points"] == seen["tiers"] == seen["rewards"], errors
+    assert errors["points"] == errors["tiers"] == errors["rewards"]
     joined = "\n".join(errors["points"])
     for fragment in ("refund exceeds amount paid", "never paid", "belongs to member", "not JSON"):
         assert fragment in joined
@@ -77,3 +82,7 @@ async def test_every_service_dead_letters_the_same_order_events(platform: Platfo
     assert (tier["qualifying_spend"], tier["qualifying_orders"]) == ("40.00", 2)
     balance: dict[str, Any] = await platform.points.balance(member)
     assert balance["lifetime_earned"] == 60 and balance["lifetime_reversed"] == 20
+    net = await rewards.scalar(
+        "SELECT sum(amount - refunded) FROM orders WHERE member_id = $1 AND cancelled_at IS NULL", member
+    )
+    assert str(net) == "40.0000"

@@ -9,7 +9,16 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from loyalty_cli.chaos import Mismatch, Observed, PointsState, Record, TiersState, check, figures
+from loyalty_cli.chaos import (
+    Mismatch,
+    Observed,
+    PointsState,
+    Record,
+    RewardsState,
+    TiersState,
+    check,
+    figures,
+)
 from loyalty_shared.envelope import CloudEvent, new_event
 from loyalty_shared.events import (
     OrderCancelled,
@@ -219,6 +228,19 @@ def consistent() -> Observed:
         inbox=[{"consumer": "loyalty-tiers", "event_id": e.id} for e in orders],
         outbox=outbox([changed], "loyalty.tiers"),
     )
+    rewards = RewardsState(
+        orders=[
+            {"order_id": "A", "amount": Decimal("100.0000"), "refunded": Decimal(0), "cancelled_at": None},
+            {
+                "order_id": "B",
+                "amount": Decimal("50.0000"),
+                "refunded": Decimal("25.0000"),
+                "cancelled_at": None,
+            },
+            {"order_id": "C", "amount": Decimal("30.0000"), "refunded": Decimal(0), "cancelled_at": NOW},
+        ],
+        inbox=[{"consumer": "loyalty-rewards", "event_id": e.id} for e in [*orders, changed]],
+    )
     return Observed(
         published=orders,
         orders_topic=records("orders", orders),
@@ -227,6 +249,7 @@ def consistent() -> Observed:
         points=points,
         tiers=tiers,
         checked_at=NOW,
+        rewards=rewards,
     )
 
 
@@ -320,3 +343,21 @@ def test_tiers_qualifying_spend_off_by_a_cent_is_reported() -> None:
     found = check(dataclasses.replace(seen, tiers=dataclasses.replace(seen.tiers, orders=orders)))
     assert about(found, "mismatch", "tiers order B"), found
     assert about(found, "mismatch", f"tiers {MEMBER}: qualifying spend"), found
+
+
+def test_a_refund_rewards_counted_twice_is_reported() -> None:
+    seen = consistent()
+    assert seen.rewards is not None
+    orders = [dict(o, refunded=Decimal("50.00")) if o["order_id"] == "B" else o for o in seen.rewards.orders]
+    found = check(dataclasses.replace(seen, rewards=dataclasses.replace(seen.rewards, orders=orders)))
+    assert about(found, "mismatch", "rewards order B"), found
+
+
+def test_an_order_rewards_never_counted_is_lost() -> None:
+    seen = consistent()
+    assert seen.rewards is not None
+    orders = [o for o in seen.rewards.orders if o["order_id"] != "C"]
+    inbox = seen.rewards.inbox[1:]
+    found = check(dataclasses.replace(seen, rewards=RewardsState(orders=orders, inbox=inbox)))
+    assert about(found, "lost", "rewards never counted order C"), found
+    assert about(found, "lost", "rewards never consumed", seen.published[0].id), found

@@ -1,6 +1,6 @@
 """``loyalty chaos``: the committed fault run.
 
-Runs the embedded platform (``DevStack``: PostgreSQL, tansu, points and tiers as real processes) in
+Runs the embedded platform (``DevStack``: PostgreSQL, tansu, every service as a real process) in
 a fresh data directory, publishes seeded realistic orders (``simulate.generate_orders``: paid,
 refunded, cancelled), SIGKILLs a random service at random moments while they arrive (the
 supervisor restarts it), waits until every consumer has caught up and every outbox is published,
@@ -12,7 +12,7 @@ then checks every invariant from the databases and the topics:
 - each refund reversed floor(P × R / A) minus what was already reversed, a cancel the rest;
 - every member's Σ ledger = Σ lots remaining − debt, and = what the events add up to;
 - every event applied once: one inbox row per event and service, one effect per order, refund and
-  cancel, in both services;
+  cancel, in every service (rewards: each order counted once, net of its refunds, cancelled or not);
 - every outbox row published and on its topic, no effect published under two event ids;
 - tiers' qualifying spend and orders per order, per refund and per member, and its tier changes,
   recomputed from the order events with the tiers domain; no dead letters.
@@ -128,6 +128,12 @@ class TiersState:
 
 
 @dataclass(frozen=True)
+class RewardsState:
+    orders: Sequence[Row]  # the member facts' orders: amount, refunded, cancelled_at
+    inbox: Sequence[Row]
+
+
+@dataclass(frozen=True)
 class Observed:
     published: Sequence[CloudEvent]  # the order events this run sent
     orders_topic: Sequence[Record]
@@ -136,8 +142,9 @@ class Observed:
     points: PointsState
     tiers: TiersState
     checked_at: datetime
-    dead_letters: Sequence[str] = ()  # one line per dead letter of either consumer
+    dead_letters: Sequence[str] = ()  # one line per dead letter of any consumer
     unreadable: Sequence[str] = ()  # records on the topics that are not CloudEvents
+    rewards: RewardsState | None = None  # None: not observed (nothing of rewards is checked)
 
 
 @dataclass
@@ -172,6 +179,8 @@ def check(seen: Observed) -> list[Mismatch]:
     mismatches += check_outbox("points", seen.points.outbox, seen.points_topic)
     mismatches += check_outbox("tiers", seen.tiers.outbox, seen.tiers_topic)
     mismatches += check_points_events(seen.points, seen.points_topic)
+    if seen.rewards is not None:
+        mismatches += check_rewards_orders(history, seen.rewards)
     mismatches += [Mismatch("mismatch", f"dead letter: {letter}") for letter in seen.dead_letters]
     mismatches += [Mismatch("mismatch", f"unreadable record: {what}") for what in seen.unreadable]
     return mismatches
@@ -204,6 +213,40 @@ def _later(event: CloudEvent) -> OrderRefunded | OrderCancelled:
     if event.type == OrderRefunded.event_type:
         return OrderRefunded.model_validate(event.data)
     return OrderCancelled.model_validate(event.data)
+
+
+def check_rewards_orders(history: Mapping[str, OrderHistory], rewards: RewardsState) -> list[Mismatch]:
+    """Rewards counts every order once: its amount, its refunds (each refund id once, none after a
+    cancel), cancelled or not."""
+    problems: list[Mismatch] = []
+    rows: dict[str, list[Row]] = {}
+    for row in rewards.orders:
+        rows.setdefault(row["order_id"], []).append(row)
+    for order_id, told in history.items():
+        found = rows.get(order_id, [])
+        if not found:
+            problems.append(Mismatch("lost", f"rewards never counted order {order_id}"))
+            continue
+        if len(found) > 1:
+            problems.append(Mismatch("duplicated", f"rewards counted order {order_id} {len(found)} times"))
+        refunded, cancelled, refund_ids = Decimal(0), False, set()
+        for later in told.after:
+            if isinstance(later, OrderCancelled):
+                cancelled = True
+            elif later.refund_id not in refund_ids:
+                refund_ids.add(later.refund_id)
+                refunded += Decimal(0) if cancelled else later.amount
+        row = found[0]
+        figures = (row["amount"], row["refunded"], row["cancelled_at"] is not None)
+        if figures != (told.paid.amount, refunded, cancelled):
+            problems.append(
+                Mismatch(
+                    "mismatch",
+                    f"rewards order {order_id}: amount, refunded, cancelled {figures} where the events say "
+                    f"{(told.paid.amount, refunded, cancelled)}",
+                )
+            )
+    return problems
 
 
 def order_histories(records: Sequence[Record]) -> tuple[dict[str, OrderHistory], list[Mismatch]]:
@@ -254,10 +297,10 @@ def check_inboxes(seen: Observed) -> list[Mismatch]:
     problems: list[Mismatch] = []
     order_ids = [r.event.id for r in _once(seen.orders_topic)]
     tier_ids = [r.event.id for r in _once(seen.tiers_topic)]
-    for service, inbox, expected in (
-        ("points", seen.points.inbox, order_ids + tier_ids),
-        ("tiers", seen.tiers.inbox, order_ids),
-    ):
+    inboxes = [("points", seen.points.inbox, order_ids + tier_ids), ("tiers", seen.tiers.inbox, order_ids)]
+    if seen.rewards is not None:
+        inboxes.append(("rewards", seen.rewards.inbox, order_ids + tier_ids))
+    for service, inbox, expected in inboxes:
         counted = Counter((row["consumer"], row["event_id"]) for row in inbox)
         problems += [
             Mismatch("duplicated", f"{service} inbox holds event {event_id} {n} times for {consumer}")
@@ -1072,6 +1115,10 @@ POINTS_QUERIES = {
     "inbox": "SELECT consumer, event_id FROM inbox",
     "outbox": OUTBOX_QUERY,
 }
+REWARDS_QUERIES = {
+    "orders": "SELECT order_id, amount, refunded, cancelled_at FROM orders",
+    "inbox": "SELECT consumer, event_id FROM inbox",
+}
 TIERS_QUERIES = {
     "orders": "SELECT order_id, member_id, currency, amount, qualifying, refunded, refunded_amount, paid_at, "
     "cancelled_at FROM qualifying_orders",
@@ -1164,6 +1211,7 @@ async def observe(stack: DevStack, published: list[CloudEvent]) -> Observed:
     points_url, tiers_url = stack.database_url("points"), stack.database_url("tiers")
     p = await _rows(points_url, POINTS_QUERIES)
     t = await _rows(tiers_url, TIERS_QUERIES)
+    r = await _rows(stack.database_url("rewards"), REWARDS_QUERIES)
     ladder = tiers_domain.DEFAULT_LADDER
     if t["ladders"]:
         ladder = tiers_domain.ladder_from_document(t["ladders"][0]["version"], t["ladders"][0]["document"])
@@ -1205,4 +1253,5 @@ async def observe(stack: DevStack, published: list[CloudEvent]) -> Observed:
         checked_at=datetime.now().astimezone(),
         dead_letters=letters,
         unreadable=unreadable,
+        rewards=RewardsState(orders=r["orders"], inbox=r["inbox"]),
     )

@@ -34,6 +34,7 @@ class ServiceSpec:
 SERVICES: tuple[ServiceSpec, ...] = (
     ServiceSpec("points", "points_service", 8001),
     ServiceSpec("tiers", "tiers_service", 8002),
+    ServiceSpec("rewards", "rewards_service", 8003),
 )
 
 # Topics the platform uses, with the partition count `loyalty dev` creates them with.
