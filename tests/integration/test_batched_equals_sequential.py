@@ -243,7 +243,7 @@ POINTS_SNAPSHOT = {
     "ledger": "SELECT member_id, entry_type, points, reason, order_id, refund_id, rule_version, event_id "
     "FROM ledger_entries ORDER BY id",
     "tier periods": "SELECT * FROM tier_periods ORDER BY member_id, effective_at",
-    "inbox": "SELECT event_id, event_type FROM inbox ORDER BY event_id",
+    "inbox": 'SELECT event_id, event_type, topic, "partition", "offset" FROM inbox ORDER BY event_id',
     "balances": "SELECT a.member_id, coalesce(sum(l.remaining), 0) - a.debt AS balance, "
     "(SELECT coalesce(sum(points), 0) FROM ledger_entries e WHERE e.member_id = a.member_id) AS ledger "
     "FROM accounts a LEFT JOIN lots l ON l.member_id = a.member_id GROUP BY a.member_id ORDER BY 1",
@@ -257,7 +257,7 @@ TIERS_SNAPSHOT = {
     "refunds": "SELECT order_id, refund_id, amount, qualifying FROM qualifying_refunds ORDER BY 1, 2",
     "history": "SELECT member_id, at, from_tier, to_tier, direction, reason, figures, ladder_version "
     "FROM tier_history ORDER BY id",
-    "inbox": "SELECT event_id, event_type FROM inbox ORDER BY event_id",
+    "inbox": 'SELECT event_id, event_type, topic, "partition", "offset" FROM inbox ORDER BY event_id',
 }
 SNAPSHOTS = {"points": POINTS_SNAPSHOT, "tiers": TIERS_SNAPSHOT}
 

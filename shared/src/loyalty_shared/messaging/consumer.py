@@ -327,7 +327,9 @@ class ConsumerRunner:
         self, session: AsyncSession, events: Sequence[tuple[Any, Delivery]]
     ) -> set[str]:
         """Insert the event ids; returns those that were not there yet (the rest are duplicates)."""
-        rows = {delivery.event.id: (delivery.type, record) for record, delivery in events}
+        rows: dict[str, tuple[str, Any]] = {}
+        for record, delivery in events:  # an event twice in one batch: recorded at its first offset
+            rows.setdefault(delivery.event.id, (delivery.type, record))
         inserted = await session.execute(
             _inbox_insert(self._kit),
             {
