@@ -150,7 +150,7 @@ class OutboxRelay:
         while not self._stopping:
             try:
                 await self._listen_once(self._listen_dsn)
-            except (OSError, asyncpg.PostgresError) as exc:
+            except Exception as exc:  # whatever it was (refused, timed out, lost): poll, then try again
                 log.warning("outbox relay cannot LISTEN (%s); polling", exc, extra={"service": self._service})
             await asyncio.sleep(1.0)
 
