@@ -34,6 +34,8 @@ ROOT = Path(__file__).resolve().parent.parent  # the repository
 BENCH_DIR = Path(__file__).resolve().parent  # bench/ (bare_app.py, results/)
 # the tables whose rows count an order processed, in the points and in the tiers database
 POINTS_TABLE = "ledger_entries"
+# points next to tiers: one row per earned order (the ledger also holds the re-ratings of tier changes)
+POINTS_ORDERS = "orders"
 TIERS_TABLE = "qualifying_orders"
 
 Message = tuple[bytes, str, bytes]  # (Kafka key, event id, CloudEvent bytes)

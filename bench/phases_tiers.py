@@ -13,7 +13,15 @@ from typing import Any
 import asyncpg
 from aiokafka import AIOKafkaProducer
 
-from bench.config import COUNT_POLL_S, POINTS_TABLE, TIER_WATCH_FETCH_WAIT_MS, TIERS, TIERS_TABLE, Message
+from bench.config import (
+    COUNT_POLL_S,
+    POINTS_ORDERS,
+    POINTS_TABLE,
+    TIER_WATCH_FETCH_WAIT_MS,
+    TIERS,
+    TIERS_TABLE,
+    Message,
+)
 from bench.load import make_messages, make_orders, producer_for, publish_all, publish_paced
 from bench.measure import (
     CommitWatcher,
@@ -124,7 +132,7 @@ async def both_backlog(ctx: Context) -> dict[str, Any]:
         meter.start()
         before = [await scrape_metrics(points), await scrape_metrics(tiers)]
         points_end, tiers_end = await asyncio.gather(
-            wait_for_count(pconn, POINTS_TABLE, n, ctx.args.timeout),
+            wait_for_count(pconn, POINTS_ORDERS, n, ctx.args.timeout),
             wait_for_count(tconn, TIERS_TABLE, n, ctx.args.timeout),
         )
         cpu = meter.used()
@@ -139,7 +147,7 @@ async def both_backlog(ctx: Context) -> dict[str, Any]:
         projected_all = await wait_points_projected(pconn, tconn, ctx.args.timeout)
         points_first = await first_tx_start(pconn, POINTS_TABLE, "created_at")
         tiers_first = await first_tx_start(tconn, "inbox", "processed_at")
-        points_done = await count_rows(pconn, POINTS_TABLE)
+        points_done = await count_rows(pconn, POINTS_ORDERS)
         tiers_done = await count_rows(tconn, TIERS_TABLE)
         changes = await tier_changes(tconn)
     if points_first is None or tiers_first is None:

@@ -57,7 +57,7 @@ class ConsumerSettings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="LOYALTY_CONSUMER_", extra="ignore")
 
-    batch_max_records: int = Field(default=1000, ge=1, le=10_000)
+    batch_max_records: int = Field(default=500, ge=1, le=10_000)
     poll_timeout_ms: int = Field(default=200, ge=1)
     # How long the broker may hold a fetch waiting for data: the floor of end-to-end latency.
     fetch_max_wait_ms: int = Field(default=50, ge=0)
