@@ -49,6 +49,7 @@ from loyalty_cli.dev import DevError, DevStack, RunningService
 from loyalty_cli.embedded import free_port, tail
 from loyalty_cli.services import SERVICES
 from loyalty_cli.simulate import Progress, PublishError, _positive_int, generate_orders, publish
+from loyalty_shared.db import SCALE
 from loyalty_shared.envelope import CloudEvent, InvalidEvent, parse_event
 from loyalty_shared.events import (
     ORDERS_TOPIC,
@@ -70,7 +71,6 @@ SHOWN_MISMATCHES = 10
 LOOP_S = 0.2
 SETTLE_LOOK_S = 0.5
 SETTLED_LOOKS = 2  # nothing left twice in a row: nothing arrived between two looks
-SCALE = Decimal("0.0001")  # the money columns' scale in both services
 FAST_REJOIN = {"LOYALTY_CONSUMER_SESSION_TIMEOUT_MS": "2000", "LOYALTY_CONSUMER_HEARTBEAT_INTERVAL_MS": "500"}
 
 Row = Mapping[str, Any]

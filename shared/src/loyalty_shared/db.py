@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from decimal import Decimal
 from functools import cache
 from typing import Any, TypeAlias, cast
 
@@ -23,6 +24,7 @@ from sqlalchemy import (
     Index,
     LargeBinary,
     MetaData,
+    Numeric,
     String,
     Table,
     TextClause,
@@ -41,6 +43,13 @@ from sqlalchemy.ext.asyncio import (
 )
 from sqlalchemy.orm import DeclarativeBase, Session, SessionTransaction
 from sqlalchemy.types import JSON
+
+# Every service's money columns: exact, four decimals (rates and multipliers keep the same scale), and
+# its times, always with their zone. SCALE is that scale as a Decimal: a value held in memory as it
+# reads back (``amount.quantize(SCALE)``).
+Money = Numeric(18, 4)
+Timestamp = DateTime(timezone=True)
+SCALE = Decimal("0.0001")
 
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",

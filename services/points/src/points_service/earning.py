@@ -5,11 +5,12 @@ from __future__ import annotations
 import logging
 from decimal import Decimal
 
+from loyalty_shared.db import SCALE
 from loyalty_shared.events import OrderPaid, PointsEarned
 from loyalty_shared.handling import Delivery
 from loyalty_shared.messaging.outbox import publish
 from points_service import domain
-from points_service.workset import NUMERIC_SCALE, OrderRow, Workset
+from points_service.workset import OrderRow, Workset
 
 log = logging.getLogger(__name__)
 
@@ -34,9 +35,9 @@ def earn_for_order(ws: Workset, delivery: Delivery) -> None:
             order_id=order.order_id,
             member_id=order.member_id,
             currency=order.currency,
-            amount=order.amount.quantize(NUMERIC_SCALE),
+            amount=order.amount.quantize(SCALE),
             points_earned=points,
-            refunded_total=Decimal(0).quantize(NUMERIC_SCALE),
+            refunded_total=Decimal(0).quantize(SCALE),
             points_reversed=0,
             cancelled=False,
             rule_version=rules.version,

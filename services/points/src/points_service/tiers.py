@@ -14,13 +14,14 @@ from __future__ import annotations
 import logging
 from decimal import Decimal
 
+from loyalty_shared.db import SCALE
 from loyalty_shared.envelope import CloudEvent
 from loyalty_shared.events import PointsAdjusted, TierChanged
 from loyalty_shared.handling import Delivery
 from loyalty_shared.messaging.outbox import publish
 from points_service import domain
 from points_service.reversals import take_back
-from points_service.workset import NUMERIC_SCALE, AccountRow, OrderRow, Workset
+from points_service.workset import AccountRow, OrderRow, Workset
 
 log = logging.getLogger(__name__)
 
@@ -32,7 +33,7 @@ def project_tier(ws: Workset, delivery: Delivery) -> None:
     event, change = delivery.event, delivery.data
     assert isinstance(change, TierChanged)
     effective_at = change.effective_at or event.time
-    multiplier = Decimal(change.points_multiplier).quantize(NUMERIC_SCALE)
+    multiplier = Decimal(change.points_multiplier).quantize(SCALE)
     ws.record_period(change.member_id, effective_at, change.to_tier, multiplier)
     account = ws.account(change.member_id)
     if account.tier_changed_at is None or account.tier_changed_at <= event.time:

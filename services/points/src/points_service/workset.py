@@ -29,8 +29,6 @@ from points_service import domain
 from points_service.earning_rules import current_rules
 from points_service.models import LedgerEntry, Lot, Order, Refund, TierPeriod, table
 
-NUMERIC_SCALE = Decimal("0.0001")  # the scale of the money and multiplier columns: in memory as read back
-
 
 @dataclass
 class AccountRow:

@@ -18,14 +18,13 @@ from decimal import Decimal
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from loyalty_shared.db import arrays_of, unnest_insert
+from loyalty_shared.db import SCALE, arrays_of, unnest_insert
 from loyalty_shared.events import OrderCancelled, OrderPaid, OrderRefunded, TierChanged
 from loyalty_shared.handling import Delivery
 from loyalty_shared.orders import PaidOrder, check_cancel, check_refund
 from rewards_service.models import Order, Refund, table
 
 log = logging.getLogger(__name__)
-SCALE = Decimal("0.0001")  # the money columns' scale: in memory as read back
 
 
 @dataclass

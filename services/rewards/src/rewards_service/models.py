@@ -9,11 +9,9 @@ from typing import Any
 
 from sqlalchemy import (
     CheckConstraint,
-    DateTime,
     ForeignKey,
     Index,
     Integer,
-    Numeric,
     String,
     Text,
     func,
@@ -22,14 +20,11 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from loyalty_shared.db import kit_tables, new_metadata
+from loyalty_shared.db import Money, Timestamp, kit_tables, new_metadata
 from loyalty_shared.db import table as table  # re-exported: the modules build statements from it
 
 metadata = new_metadata()
 kit = kit_tables(metadata)
-
-Money = Numeric(18, 4)
-Timestamp = DateTime(timezone=True)
 
 
 class Base(DeclarativeBase):

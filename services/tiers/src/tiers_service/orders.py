@@ -15,6 +15,7 @@ from decimal import Decimal
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from loyalty_shared.db import SCALE
 from loyalty_shared.events import OrderCancelled, OrderPaid, OrderRefunded
 from loyalty_shared.events.orders import OrderLine
 from loyalty_shared.handling import Delivery
@@ -22,7 +23,7 @@ from loyalty_shared.orders import PaidOrder, check_cancel, check_refund
 from tiers_service import domain
 from tiers_service.evaluations import run_due_steps
 from tiers_service.standings import record_change
-from tiers_service.workset import SCALE, OrderRow, Workset
+from tiers_service.workset import OrderRow, Workset
 
 log = logging.getLogger(__name__)
 

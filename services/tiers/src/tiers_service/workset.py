@@ -29,8 +29,6 @@ from tiers_service.ladders import current_ladder
 from tiers_service.models import Member, QualifyingOrder, QualifyingRefund, table
 from tiers_service.standings import columns, standing_from_row
 
-SCALE = Decimal("0.0001")  # the scale of the money columns: in memory as read back
-
 
 @dataclass
 class OrderRow:
