@@ -31,7 +31,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from loyalty_cli.embedded import free_port
 from loyalty_cli.processes import ProcessError, Spawned, spawn_service, tail
 from loyalty_shared.envelope import CloudEvent, new_event
-from loyalty_shared.events import OrderCancelled, OrderPaid, OrderRefunded
+from loyalty_shared.events import OrderCancelled, OrderPaid, OrderRefunded, TierChanged
 
 CRM_KEY = "test-crm-key"
 SHOP_KEY = "test-shop-key"
@@ -273,6 +273,29 @@ def refunded(member: str, order: str, refund: str, amount: str, **kw: Any) -> Cl
 def cancelled(member: str, order: str, amount: str, **kw: Any) -> CloudEvent:
     data = OrderCancelled(order_id=order, member_id=member, currency="EUR", amount=amount)  # type: ignore[arg-type]
     return new_event("order.cancelled", "urn:test:shop", member, data, **kw)
+
+
+def tier_changed(
+    member: str,
+    from_tier: str | None,
+    to_tier: str,
+    multiplier: str,
+    *,
+    effective_at: datetime | None = None,
+    direction: str = "up",
+    reason: str = "qualified",
+    **kw: Any,
+) -> CloudEvent:
+    data = TierChanged(
+        member_id=member,
+        from_tier=from_tier,
+        to_tier=to_tier,
+        direction=direction,  # type: ignore[arg-type]
+        reason=reason,  # type: ignore[arg-type]
+        points_multiplier=multiplier,
+        effective_at=effective_at,
+    )
+    return new_event("tier.changed", "urn:loyalty:tiers", member, data, **kw)
 
 
 async def publish(infra: Infra, topic: str, events: Sequence[CloudEvent | tuple[str, bytes]]) -> None:

@@ -19,11 +19,9 @@ from harness import (
     paid,
     publish,
     refunded,
+    tier_changed,
     unique,
 )
-
-from loyalty_shared.envelope import new_event
-from loyalty_shared.events import TierChanged
 
 DOCUMENT: dict[str, Any] = {
     "name": "Key accounts 2026",
@@ -144,34 +142,8 @@ async def test_programs_need_a_crm_key(rewards: ServiceProcess) -> None:
 async def test_member_facts_follow_orders_refunds_cancels_and_tiers(rewards: ServiceProcess) -> None:
     member, first, second = unique("M"), unique("O"), unique("O")
     t0 = datetime(2026, 3, 1, tzinfo=UTC)
-    gold = new_event(
-        TierChanged.event_type,
-        "urn:loyalty:tiers",
-        member,
-        TierChanged(
-            member_id=member,
-            from_tier="Silver",
-            to_tier="Gold",
-            direction="up",
-            reason="qualified",
-            points_multiplier="1.5",
-            effective_at=t0,
-        ),
-    )
-    silver_earlier = new_event(
-        TierChanged.event_type,
-        "urn:loyalty:tiers",
-        member,
-        TierChanged(
-            member_id=member,
-            from_tier=None,
-            to_tier="Silver",
-            direction="up",
-            reason="qualified",
-            points_multiplier="1.25",
-            effective_at=t0 - timedelta(days=30),
-        ),
-    )
+    gold = tier_changed(member, "Silver", "Gold", "1.5", effective_at=t0)
+    silver_earlier = tier_changed(member, None, "Silver", "1.25", effective_at=t0 - timedelta(days=30))
     events = [
         paid(member, first, "1000.00", time=t0),
         paid(member, second, "200.00", time=t0 + timedelta(days=1)),

@@ -76,12 +76,7 @@ async def create_program(session: AsyncSession, document: dict[str, Any], actor:
     )
     session.add(program)
     await session.flush()  # the program row first: its versions and events refer to it
-    session.add(
-        ProgramVersion(program_id=program.id, version=1, document=kept, created_by=actor, created_at=now)
-    )
-    session.add(
-        ProgramEvent(program_id=program.id, action="create", version=1, status="draft", actor=actor, at=now)
-    )
+    _record(session, program, "create", actor, now, document=kept)
     return _view(program, kept)
 
 
@@ -90,58 +85,32 @@ async def edit_program(
 ) -> ProgramView:
     """A new version, in force at once; rewards issued so far keep naming the version that issued them."""
     kept = normalised(document)
-    program = await _locked(session, program_id)
+    program = await _find(session, program_id, lock=True)
     if program.status == "ended":
         raise Conflict(f"program {program_id} has ended: it cannot be edited", code="program-ended")
     now = clock_now(session)
     program.version += 1
     program.name = kept["name"]
-    session.add(
-        ProgramVersion(
-            program_id=program.id, version=program.version, document=kept, created_by=actor, created_at=now
-        )
-    )
-    session.add(
-        ProgramEvent(
-            program_id=program.id,
-            action="edit",
-            version=program.version,
-            status=program.status,
-            actor=actor,
-            at=now,
-        )
-    )
+    _record(session, program, "edit", actor, now, document=kept)
     return _view(program, kept)
 
 
 async def change_status(
     session: AsyncSession, program_id: str, body: LifecycleBody, actor: str
 ) -> ProgramView:
-    program = await _locked(session, program_id)
+    program = await _find(session, program_id, lock=True)
     try:
         status = domain.transition(program.status, body.action)  # type: ignore[arg-type]
     except ValueError as exc:
         raise Conflict(str(exc), code="invalid-transition") from exc
     now = clock_now(session)
     program.status, program.status_changed_at = status, now
-    session.add(
-        ProgramEvent(
-            program_id=program.id,
-            action=body.action,
-            version=program.version,
-            status=status,
-            actor=actor,
-            at=now,
-            note=body.note,
-        )
-    )
+    _record(session, program, body.action, actor, now, note=body.note)
     return _view(program, await _document(session, program))
 
 
 async def get_program(session: AsyncSession, program_id: str) -> ProgramView:
-    program = await session.get(Program, program_id)
-    if program is None:
-        raise NotFound(f"no program {program_id}", code="program-not-found")
+    program = await _find(session, program_id)
     return _view(program, await _document(session, program))
 
 
@@ -157,7 +126,7 @@ async def list_programs(session: AsyncSession, status: Status | None) -> Program
 
 
 async def program_versions(session: AsyncSession, program_id: str) -> VersionList:
-    await get_program(session, program_id)
+    await _find(session, program_id)
     rows = await session.scalars(
         select(ProgramVersion).where(ProgramVersion.program_id == program_id).order_by(ProgramVersion.version)
     )
@@ -171,8 +140,42 @@ async def program_versions(session: AsyncSession, program_id: str) -> VersionLis
     )
 
 
-async def _locked(session: AsyncSession, program_id: str) -> Program:
-    program = await session.get(Program, program_id, with_for_update=True)
+def _record(
+    session: AsyncSession,
+    program: Program,
+    action: str,
+    actor: str,
+    at: datetime,
+    *,
+    document: dict[str, Any] | None = None,
+    note: str | None = None,
+) -> None:
+    """The lifecycle step, and with a document the new version it puts in force."""
+    if document is not None:
+        session.add(
+            ProgramVersion(
+                program_id=program.id,
+                version=program.version,
+                document=document,
+                created_by=actor,
+                created_at=at,
+            )
+        )
+    session.add(
+        ProgramEvent(
+            program_id=program.id,
+            action=action,
+            version=program.version,
+            status=program.status,
+            actor=actor,
+            at=at,
+            note=note,
+        )
+    )
+
+
+async def _find(session: AsyncSession, program_id: str, *, lock: bool = False) -> Program:
+    program = await session.get(Program, program_id, with_for_update=lock)
     if program is None:
         raise NotFound(f"no program {program_id}", code="program-not-found")
     return program
