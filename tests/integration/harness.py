@@ -31,7 +31,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from loyalty_cli.embedded import free_port
 from loyalty_cli.processes import ProcessError, Spawned, spawn_service, tail
 from loyalty_shared.envelope import CloudEvent, new_event
-from loyalty_shared.events import OrderCancelled, OrderPaid, OrderRefunded, TierChanged
+from loyalty_shared.events import OrderCancelled, OrderPaid, OrderRefunded, TierBenefits, TierChanged
 
 CRM_KEY = "test-crm-key"
 SHOP_KEY = "test-shop-key"
@@ -284,8 +284,17 @@ def tier_changed(
     effective_at: datetime | None = None,
     direction: str = "up",
     reason: str = "qualified",
+    upgrade_gift: str | None = None,
     **kw: Any,
 ) -> CloudEvent:
+    benefits = None
+    if upgrade_gift is not None:
+        benefits = TierBenefits(
+            points_multiplier=multiplier,
+            discount_rate="0",
+            service_level="standard",
+            upgrade_gift=upgrade_gift,
+        )
     data = TierChanged(
         member_id=member,
         from_tier=from_tier,
@@ -294,6 +303,7 @@ def tier_changed(
         reason=reason,  # type: ignore[arg-type]
         points_multiplier=multiplier,
         effective_at=effective_at,
+        benefits=benefits,
     )
     return new_event("tier.changed", "urn:loyalty:tiers", member, data, **kw)
 

@@ -1,23 +1,52 @@
-"""The rewards service: its definition, and the app uvicorn serves."""
+"""The rewards service: its handler, its definition, and the app uvicorn serves."""
 
 from __future__ import annotations
 
-from fastapi import FastAPI
+from collections.abc import Sequence
 
-from loyalty_shared.events import ORDERS_TOPIC, TIERS_TOPIC
+from fastapi import FastAPI
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from loyalty_shared.events import ORDERS_TOPIC, TIERS_TOPIC, OrderPaid, TierChanged
+from loyalty_shared.handling import Delivery
 from loyalty_shared.service import ServiceDefinition, create_app
-from rewards_service.api import programs
-from rewards_service.facts import APPLIERS, apply_events
+from rewards_service.api import catalog, programs, rewards
+from rewards_service.facts import APPLIERS, Facts
+from rewards_service.issuing import Issuer, active_programs, gift_items, history_since
 from rewards_service.models import kit
 from rewards_service.settings import RewardsSettings
+
+
+async def apply_events(session: AsyncSession, deliveries: Sequence[Delivery]) -> None:
+    """The service's handler: load what the batch touches, apply each event to the member facts in
+    order and, when programs are active, issue what it earns; write back."""
+    live = await active_programs(session)
+    since = history_since(live, min(d.event.time for d in deliveries)) if live else None
+    facts = await Facts.load(session, deliveries, since)
+    issuer = None
+    if live:
+        issuer = await Issuer.load(session, live, facts.members, gift_items(live, deliveries))
+    for delivery in deliveries:
+        changed = APPLIERS[delivery.type](facts, delivery)
+        if issuer is None:
+            continue
+        data = delivery.data
+        if isinstance(data, OrderPaid) and changed:
+            issuer.on_order(facts, facts.orders[data.order_id])
+        elif isinstance(data, TierChanged):
+            issuer.on_tier_change(facts, data, data.effective_at or delivery.event.time)
+    await facts.flush()
+    if issuer is not None:
+        await issuer.flush()
+
 
 DEFINITION = ServiceDefinition(
     name="rewards",
     version="0.1.0",
-    description="Incentive programs for key accounts: target and control groups, schedule, budget, "
-    "and the member facts they are decided on (tiers, orders net of refunds and cancels).",
+    description="Incentive programs for key accounts: target and control groups, schedule, budget; "
+    "the rewards they issue (gifts from the catalog's stock) within budget, exactly once.",
     kit=kit,
-    routers=(programs.router,),
+    routers=(programs.router, catalog.router, rewards.router),
     consumes=(ORDERS_TOPIC, TIERS_TOPIC),
     handles=tuple(APPLIERS),
     handler=apply_events,

@@ -2,8 +2,10 @@
 and orders net of refunds and cancels (``orders``), for targeting, rebates and simulations.
 
 One batch: ``Facts.load`` locks the batch's members (one sorted multi-row upsert) and reads the
-orders and refund ids its events refer to; the appliers change the rows in memory in event order;
-``flush`` writes back one statement per table. What makes a refund or a cancel invalid is the kit's
+orders and refund ids its events refer to (and, when programs are active, the members' orders since
+``history_since``: what targeting and cycle figures are decided on); the appliers change the rows in
+memory in event order and say whether the event changed anything; ``flush`` writes back one
+statement per table. What makes a refund or a cancel invalid is the kit's
 one rule for order events (loyalty_shared.orders): every service dead-letters the same events.
 """
 
@@ -22,6 +24,7 @@ from loyalty_shared.db import SCALE, arrays_of, unnest_insert
 from loyalty_shared.events import OrderCancelled, OrderPaid, OrderRefunded, TierChanged
 from loyalty_shared.handling import Delivery
 from loyalty_shared.orders import PaidOrder, check_cancel, check_refund
+from rewards_service import domain
 from rewards_service.models import Order, Refund, table
 
 log = logging.getLogger(__name__)
@@ -52,6 +55,11 @@ class OrderRow:
     def paid(self) -> PaidOrder:
         return PaidOrder(self.order_id, self.member_id, self.currency, self.amount, self.refunded)
 
+    @property
+    def net(self) -> Decimal:
+        """What the order counts for: paid less refunded, 0 once cancelled."""
+        return Decimal(0) if self.cancelled_at is not None else self.amount - self.refunded
+
 
 _LOCK_MEMBERS = text(
     "INSERT INTO members (member_id) SELECT m FROM unnest(CAST(:members AS text[])) AS m ORDER BY m "
@@ -61,6 +69,10 @@ _LOCK_MEMBERS = text(
 _ORDER_COLUMNS = ("order_id", "member_id", "currency", "amount", "refunded", "paid_at", "cancelled_at")
 _ORDERS = text(
     f"SELECT {', '.join(_ORDER_COLUMNS)} FROM orders WHERE order_id = ANY(CAST(:orders AS text[])) FOR UPDATE"
+)
+_ORDERS_AND_HISTORY = text(
+    f"SELECT {', '.join(_ORDER_COLUMNS)} FROM orders WHERE order_id = ANY(CAST(:orders AS text[])) "
+    "OR (member_id = ANY(CAST(:members AS text[])) AND paid_at >= :since) FOR UPDATE"
 )
 _REFUNDS = text("SELECT order_id, refund_id FROM refunds WHERE order_id = ANY(CAST(:orders AS text[]))")
 _INSERT_ORDERS = unnest_insert(table(Order), _ORDER_COLUMNS)
@@ -89,23 +101,43 @@ class Facts:
     orders: dict[str, OrderRow]
     refunds: set[tuple[str, str]]
     new_refunds: list[dict[str, object]] = field(default_factory=list)
+    history: dict[str, list[OrderRow]] | None = None  # per member, when loaded with history_since
 
     @classmethod
-    async def load(cls, session: AsyncSession, deliveries: Sequence[Delivery]) -> Facts:
+    async def load(
+        cls, session: AsyncSession, deliveries: Sequence[Delivery], history_since: datetime | None = None
+    ) -> Facts:
         members = sorted({d.data.member_id for d in deliveries})
         orders = sorted({d.data.order_id for d in deliveries if hasattr(d.data, "order_id")})
         locked = await session.execute(_LOCK_MEMBERS, {"members": members})
         member_rows = {r.member_id: MemberRow(*r) for r in locked}
         order_rows: dict[str, OrderRow] = {}
         refunds: set[tuple[str, str]] = set()
-        if orders:
+        history: dict[str, list[OrderRow]] | None = None
+        if history_since is not None:
+            found = await session.execute(
+                _ORDERS_AND_HISTORY, {"orders": orders, "members": members, "since": history_since}
+            )
+            order_rows = {r.order_id: OrderRow(*r) for r in found}
+            history = {member: [] for member in members}
+            for row in order_rows.values():
+                history.setdefault(row.member_id, []).append(row)
+        elif orders:
             order_rows = {
                 r.order_id: OrderRow(*r) for r in await session.execute(_ORDERS, {"orders": orders})
             }
-            if order_rows and any(d.type == OrderRefunded.event_type for d in deliveries):
-                found = await session.execute(_REFUNDS, {"orders": orders})
-                refunds = {(r.order_id, r.refund_id) for r in found}
-        return cls(session, member_rows, order_rows, refunds)
+        if orders and order_rows and any(d.type == OrderRefunded.event_type for d in deliveries):
+            found_refunds = await session.execute(_REFUNDS, {"orders": orders})
+            refunds = {(r.order_id, r.refund_id) for r in found_refunds}
+        return cls(session, member_rows, order_rows, refunds, history=history)
+
+    def member_facts(self, member_id: str, currency: str) -> domain.MemberFacts:
+        """What targeting and cycle figures see of a member: the tier in force and the orders in
+        ``currency`` since the history was loaded, net of refunds and cancels."""
+        member = self.members[member_id]
+        rows = [] if self.history is None else self.history.get(member_id, [])
+        orders = tuple((o.paid_at, o.net) for o in rows if o.currency == currency)
+        return domain.MemberFacts(member_id, member.tier, orders)
 
     async def flush(self) -> None:
         execute = self.session.execute
@@ -119,12 +151,12 @@ class Facts:
             await execute(_UPDATE_MEMBERS, arrays_of(members, _MEMBER_CHANGES))
 
 
-def order_paid(facts: Facts, delivery: Delivery) -> None:
+def order_paid(facts: Facts, delivery: Delivery) -> bool:
     event, order = delivery.event, delivery.data
     assert isinstance(order, OrderPaid)
     if order.order_id in facts.orders:
         log.info("order %s already counted; event %s ignored", order.order_id, event.id)
-        return
+        return False
     row = OrderRow(
         order.order_id,
         order.member_id,
@@ -136,20 +168,23 @@ def order_paid(facts: Facts, delivery: Delivery) -> None:
         new=True,
     )
     facts.orders[order.order_id] = row
+    if facts.history is not None:
+        facts.history.setdefault(order.member_id, []).append(row)
     member = facts.members[order.member_id]
     if member.first_order_at is None or event.time < member.first_order_at:
         member.first_order_at, member.dirty = event.time, True
     if member.last_order_at is None or event.time > member.last_order_at:
         member.last_order_at, member.dirty = event.time, True
+    return True
 
 
-def order_refunded(facts: Facts, delivery: Delivery) -> None:
+def order_refunded(facts: Facts, delivery: Delivery) -> bool:
     refund = delivery.data
     assert isinstance(refund, OrderRefunded)
     order = facts.orders.get(refund.order_id)
     if order is not None and (refund.order_id, refund.refund_id) in facts.refunds:
         log.info("refund %s of order %s already applied", refund.refund_id, refund.order_id)
-        return
+        return False
     check_refund(order.paid() if order else None, refund)
     assert order is not None
     facts.refunds.add((refund.order_id, refund.refund_id))
@@ -157,11 +192,12 @@ def order_refunded(facts: Facts, delivery: Delivery) -> None:
         {"order_id": order.order_id, "refund_id": refund.refund_id, "amount": refund.amount}
     )
     if order.cancelled_at is not None:
-        return  # a cancelled order counts nothing already; the refund is recorded, changes nothing
+        return False  # a cancelled order counts nothing already; the refund is recorded, changes nothing
     order.refunded, order.dirty = (order.refunded + refund.amount).quantize(SCALE), True
+    return True
 
 
-def order_cancelled(facts: Facts, delivery: Delivery) -> None:
+def order_cancelled(facts: Facts, delivery: Delivery) -> bool:
     cancel = delivery.data
     assert isinstance(cancel, OrderCancelled)
     order = facts.orders.get(cancel.order_id)
@@ -169,9 +205,11 @@ def order_cancelled(facts: Facts, delivery: Delivery) -> None:
     assert order is not None
     if order.cancelled_at is None:
         order.cancelled_at, order.dirty = delivery.event.time, True
+        return True
+    return False
 
 
-def tier_changed(facts: Facts, delivery: Delivery) -> None:
+def tier_changed(facts: Facts, delivery: Delivery) -> bool:
     """The tier in force: the change that took effect last wins (a late, older one changes nothing)."""
     change = delivery.data
     assert isinstance(change, TierChanged)
@@ -179,9 +217,11 @@ def tier_changed(facts: Facts, delivery: Delivery) -> None:
     at = change.effective_at or delivery.event.time
     if member.tier_at is None or at >= member.tier_at:
         member.tier, member.tier_at, member.dirty = change.to_tier, at, True
+        return True
+    return False
 
 
-APPLIERS: dict[str, Callable[[Facts, Delivery], None]] = {
+APPLIERS: dict[str, Callable[[Facts, Delivery], bool]] = {
     OrderPaid.event_type: order_paid,
     OrderRefunded.event_type: order_refunded,
     OrderCancelled.event_type: order_cancelled,
@@ -189,9 +229,7 @@ APPLIERS: dict[str, Callable[[Facts, Delivery], None]] = {
 }
 
 
-async def apply_events(session: AsyncSession, deliveries: Sequence[Delivery]) -> None:
-    """The service's handler: load what the batch touches, apply each event in order, write back."""
-    facts = await Facts.load(session, deliveries)
-    for delivery in deliveries:
-        APPLIERS[delivery.type](facts, delivery)
-    await facts.flush()
+async def lock_members(session: AsyncSession, members: Sequence[str]) -> None:
+    """Take the members' row locks (created when new), in sorted order, as a batch does: what any
+    change of a member's rewards takes first."""
+    await session.execute(_LOCK_MEMBERS, {"members": sorted(set(members))})

@@ -1,5 +1,6 @@
-"""The rewards service's tables: programs and their versions, and the facts it projects from the
-events it consumes (members' tiers, orders net of refunds and cancels)."""
+"""The rewards service's tables: programs and their versions, the facts it projects from the events it
+consumes (members' tiers, orders net of refunds and cancels), the catalog, and what programs issue
+(rewards, refusals, budgets, enrolments in the target or control group)."""
 
 from __future__ import annotations
 
@@ -14,10 +15,11 @@ from sqlalchemy import (
     Integer,
     String,
     Text,
+    UniqueConstraint,
     func,
     text,
 )
-from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from loyalty_shared.db import Money, Timestamp, kit_tables, new_metadata
@@ -110,3 +112,132 @@ class Refund(Base):
     order_id: Mapped[str] = mapped_column(ForeignKey("orders.order_id"), primary_key=True)
     refund_id: Mapped[str] = mapped_column(String(64), primary_key=True)
     amount: Mapped[Decimal] = mapped_column(Money)
+
+
+class CatalogItem(Base):
+    """What can be given or redeemed: a gift, a service or a coupon, with its stock. ``value`` is what
+    one unit costs a program's budget (in ``currency``); ``points_price`` what a member redeems it
+    for (None: not redeemable); ``tiers`` gate redemption (empty: every tier)."""
+
+    __tablename__ = "catalog_items"
+    item_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    name: Mapped[str] = mapped_column(String(200))
+    description: Mapped[str | None] = mapped_column(Text)
+    currency: Mapped[str] = mapped_column(String(3))
+    value: Mapped[Decimal] = mapped_column(Money)
+    points_price: Mapped[int | None] = mapped_column(Integer)
+    stock: Mapped[int] = mapped_column(Integer)
+    tiers: Mapped[list[str]] = mapped_column(ARRAY(String(32)), server_default=text("'{}'"))
+    valid_from: Mapped[datetime | None] = mapped_column(Timestamp)
+    valid_until: Mapped[datetime | None] = mapped_column(Timestamp)
+    status: Mapped[str] = mapped_column(String(16))
+    created_at: Mapped[datetime] = mapped_column(Timestamp)
+    updated_at: Mapped[datetime] = mapped_column(Timestamp)
+    __table_args__ = (
+        CheckConstraint("stock >= 0", name="stock_not_negative"),
+        CheckConstraint("value >= 0", name="value_not_negative"),
+        CheckConstraint("points_price IS NULL OR points_price > 0", name="points_price_positive"),
+        CheckConstraint("kind IN ('gift', 'service', 'coupon')", name="known_kind"),
+        CheckConstraint("status IN ('active', 'withdrawn')", name="known_status"),
+    )
+
+
+class Restock(Base):
+    """Append-only: units added to an item's stock, once per Idempotency-Key."""
+
+    __tablename__ = "restocks"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    item_id: Mapped[str] = mapped_column(ForeignKey("catalog_items.item_id"))
+    idempotency_key: Mapped[str] = mapped_column(String(200))
+    request_hash: Mapped[str] = mapped_column(String(64))
+    quantity: Mapped[int] = mapped_column(Integer)
+    note: Mapped[str | None] = mapped_column(Text)
+    actor: Mapped[str] = mapped_column(String(128))
+    at: Mapped[datetime] = mapped_column(Timestamp)
+    __table_args__ = (
+        UniqueConstraint("item_id", "idempotency_key"),
+        CheckConstraint("quantity > 0", name="quantity_positive"),
+    )
+
+
+class BudgetUse(Base):
+    """How much of a program's budget is used: committed (issued, not yet consumed) and spent. The cap
+    is the program version's; every issuance takes this row's lock and checks it."""
+
+    __tablename__ = "budgets"
+    program_id: Mapped[str] = mapped_column(ForeignKey("programs.id"), primary_key=True)
+    committed: Mapped[Decimal] = mapped_column(Money, server_default=text("0"))
+    spent: Mapped[Decimal] = mapped_column(Money, server_default=text("0"))
+    refusals: Mapped[int] = mapped_column(Integer, server_default=text("0"))
+    exhausted_at: Mapped[datetime | None] = mapped_column(Timestamp)  # the first refusal for budget
+    __table_args__ = (CheckConstraint("committed >= 0 AND spent >= 0", name="amounts_not_negative"),)
+
+
+class Participant(Base):
+    """A member reached by a program, in its treatment or control group (for good: the assignment is
+    deterministic and recorded once); ``given`` is what the program has given them (the per-member
+    cap's measure)."""
+
+    __tablename__ = "participants"
+    program_id: Mapped[str] = mapped_column(ForeignKey("programs.id"), primary_key=True)
+    member_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    grp: Mapped[str] = mapped_column(String(16))
+    version: Mapped[int] = mapped_column(Integer)
+    enrolled_at: Mapped[datetime] = mapped_column(Timestamp)
+    given: Mapped[Decimal] = mapped_column(Money, server_default=text("0"))
+    __table_args__ = (
+        CheckConstraint("grp IN ('treatment', 'control')", name="known_group"),
+        Index("ix_participants_member", "member_id"),
+    )
+
+
+class Reward(Base):
+    """One issued reward. ``dedupe`` makes "once" a unique key: a threshold gift once per program,
+    measure, member and cycle; an upgrade gift once per promotion."""
+
+    __tablename__ = "rewards"
+    reward_id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    member_id: Mapped[str] = mapped_column(String(64))
+    program_id: Mapped[str | None] = mapped_column(ForeignKey("programs.id"))
+    version: Mapped[int | None] = mapped_column(Integer)
+    measure_id: Mapped[str | None] = mapped_column(String(64))
+    kind: Mapped[str] = mapped_column(String(16))
+    cycle: Mapped[str | None] = mapped_column(String(16))
+    item_id: Mapped[str | None] = mapped_column(ForeignKey("catalog_items.item_id"))
+    points: Mapped[int | None] = mapped_column(Integer)
+    amount: Mapped[Decimal | None] = mapped_column(Money)
+    currency: Mapped[str] = mapped_column(String(3))
+    cost: Mapped[Decimal] = mapped_column(Money)
+    status: Mapped[str] = mapped_column(String(16))
+    reason: Mapped[str] = mapped_column(Text)
+    dedupe: Mapped[str | None] = mapped_column(String(200), unique=True)
+    request_hash: Mapped[str | None] = mapped_column(String(64))  # a CRM request's, for its key
+    issued_at: Mapped[datetime] = mapped_column(Timestamp)
+    status_changed_at: Mapped[datetime] = mapped_column(Timestamp)
+    __table_args__ = (
+        CheckConstraint("kind IN ('gift', 'coupon', 'rebate')", name="known_kind"),
+        CheckConstraint(
+            "status IN ('issued', 'shipped', 'delivered', 'cancelled', 'credited', 'used', 'expired')",
+            name="known_status",
+        ),
+        CheckConstraint("cost >= 0", name="cost_not_negative"),
+        Index("ix_rewards_member", "member_id", "issued_at"),
+        Index("ix_rewards_program", "program_id", "cycle"),
+    )
+
+
+class RefusedReward(Base):
+    """Append-only: an issuance a program's rules called for and its budget or the stock refused."""
+
+    __tablename__ = "refusals"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    program_id: Mapped[str] = mapped_column(ForeignKey("programs.id"))
+    version: Mapped[int] = mapped_column(Integer)
+    measure_id: Mapped[str | None] = mapped_column(String(64))
+    member_id: Mapped[str] = mapped_column(String(64))
+    cycle: Mapped[str | None] = mapped_column(String(16))
+    reason: Mapped[str] = mapped_column(String(32))
+    cost: Mapped[Decimal] = mapped_column(Money)
+    at: Mapped[datetime] = mapped_column(Timestamp)
+    __table_args__ = (Index("ix_refusals_program", "program_id", "id"),)

@@ -174,6 +174,11 @@ def _record(
     )
 
 
+async def program_at(session: AsyncSession, program: Program) -> domain.Program:
+    """The program as its version in force says."""
+    return domain.program_from_document(await _document(session, program))
+
+
 async def _find(session: AsyncSession, program_id: str, *, lock: bool = False) -> Program:
     program = await session.get(Program, program_id, with_for_update=lock)
     if program is None:

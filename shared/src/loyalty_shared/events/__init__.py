@@ -20,6 +20,13 @@ from loyalty_shared.events.points import (
     PointsRedeemed,
     PointsReversed,
 )
+from loyalty_shared.events.rewards import (
+    REWARDS_TOPIC,
+    ProgramBudgetExhausted,
+    ProgramMemberEnrolled,
+    RewardFulfilmentChanged,
+    RewardIssued,
+)
 from loyalty_shared.events.tiers import TIERS_TOPIC, TierBenefits, TierChanged
 from loyalty_shared.events.types import EventData
 
@@ -37,6 +44,10 @@ EVENT_TYPES: dict[str, type[EventData]] = {
         PointsExpired,
         PointsAdjusted,
         TierChanged,
+        ProgramMemberEnrolled,
+        RewardIssued,
+        RewardFulfilmentChanged,
+        ProgramBudgetExhausted,
     )
 }
 
@@ -53,6 +64,7 @@ __all__ = [
     "EVENT_TYPES",
     "ORDERS_TOPIC",
     "POINTS_TOPIC",
+    "REWARDS_TOPIC",
     "SCHEMA_VERSION",
     "TIERS_TOPIC",
     "TOPICS",
@@ -66,6 +78,10 @@ __all__ = [
     "PointsExpired",
     "PointsRedeemed",
     "PointsReversed",
+    "ProgramBudgetExhausted",
+    "ProgramMemberEnrolled",
+    "RewardFulfilmentChanged",
+    "RewardIssued",
     "TierBenefits",
     "TierChanged",
     "schema_uri",

@@ -1,0 +1,80 @@
+"""Events the rewards service publishes on ``loyalty.rewards`` (key = member id; a program's own
+events, such as its budget running out, are keyed by ``program:<id>``).
+
+The points service credits points rebates from ``reward.issued`` (``kind`` "rebate", ``points``
+set); the feedback service evaluates programs from enrolments (treatment or control) and what was
+issued and spent.
+"""
+
+from typing import ClassVar, Literal
+
+from pydantic import AwareDatetime, Field
+
+from loyalty_shared.events.types import Currency, EventData, MemberId, Money
+
+REWARDS_TOPIC = "loyalty.rewards"
+
+RewardKind = Literal["gift", "coupon", "rebate"]
+Fulfilment = Literal["issued", "shipped", "delivered", "cancelled"]
+
+
+class ProgramMemberEnrolled(EventData):
+    """A member of a program's target group was reached for the first time and assigned to its
+    treatment group (rewarded) or its control group (held out: receives nothing)."""
+
+    event_type: ClassVar[str] = "program.member_enrolled"
+    topic: ClassVar[str] = REWARDS_TOPIC
+
+    program_id: str
+    program_version: int = Field(ge=1)
+    member_id: MemberId
+    group: Literal["treatment", "control"]
+    enrolled_at: AwareDatetime
+
+
+class RewardIssued(EventData):
+    event_type: ClassVar[str] = "reward.issued"
+    topic: ClassVar[str] = REWARDS_TOPIC
+
+    reward_id: str
+    program_id: str | None = Field(description="None for a catalog redemption")
+    program_version: int | None = None
+    measure_id: str | None = Field(default=None, description="the program rule; None when the CRM issued it")
+    member_id: MemberId
+    kind: RewardKind
+    cycle: str | None = Field(default=None, description="the program cycle it was earned in, e.g. 2026-Q3")
+    item_id: str | None = Field(default=None, description="the catalog item of a gift")
+    points: int | None = Field(default=None, ge=1, description="a points rebate: points credit these")
+    amount: Money | None = Field(default=None, description="a cash rebate or coupon value")
+    currency: Currency
+    cost: Money = Field(description="what it cost the program's budget")
+    reason: str
+    issued_at: AwareDatetime
+
+
+class RewardFulfilmentChanged(EventData):
+    event_type: ClassVar[str] = "reward.fulfilment_changed"
+    topic: ClassVar[str] = REWARDS_TOPIC
+
+    reward_id: str
+    program_id: str | None = None
+    member_id: MemberId
+    item_id: str | None = None
+    from_status: Fulfilment
+    to_status: Fulfilment
+    changed_at: AwareDatetime
+
+
+class ProgramBudgetExhausted(EventData):
+    """Published once per program: the first issuance its budget refused."""
+
+    event_type: ClassVar[str] = "program.budget_exhausted"
+    topic: ClassVar[str] = REWARDS_TOPIC
+
+    program_id: str
+    program_version: int = Field(ge=1)
+    currency: Currency
+    cap: Money
+    used: Money = Field(description="committed and spent when the refusal happened")
+    refused_cost: Money = Field(description="the cost that did not fit")
+    at: AwareDatetime
