@@ -93,14 +93,14 @@ ServiceProcessFactory = Callable[..., Awaitable[ServiceProcess]]
 @pytest.fixture
 async def service_factory(infra: Infra, tmp_path: Path) -> AsyncIterator[ServiceProcessFactory]:
     """Make a service (``name``: points, tiers or rewards) with its own database on the topics of ``prefix``
-    (new topics when not given); started unless told not. The tiers service gets a settable clock."""
+    (new topics when not given); started unless told not. Tiers and rewards get a settable clock."""
     services: list[ServiceProcess] = []
 
     async def make(name: str, *, prefix: str | None = None, start: bool = True, **env: str) -> ServiceProcess:
         if prefix is None:
             prefix = f"t{uuid.uuid4().hex[:10]}."
             await ensure_topics(infra.bootstrap, [prefix + t for t in TOPICS], partitions=3)
-        if name == "tiers":
+        if name in ("tiers", "rewards"):
             env = {"LOYALTY_SETTABLE_CLOCK": "true", **env}
         service = ServiceProcess(
             infra, await infra.new_database(name), prefix, tmp_path, extra_env=env, name=name

@@ -77,7 +77,9 @@ class ServiceDefinition:
     kit: KitTables
     routers: Sequence[APIRouter]
     consumes: Sequence[str] = ()
-    handles: Sequence[str] = ()  # the event types its handler applies (others are dead-lettered)
+    # the types its handler applies; other platform events on their own topic are skipped (points
+    # reads loyalty.rewards for rebates only), anything else is dead-lettered
+    handles: Sequence[str] = ()
     handler: BatchHandler | None = None
     jobs: Sequence[Job] = ()
 

@@ -9,10 +9,12 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from loyalty_shared.events import (
     ORDERS_TOPIC,
+    REWARDS_TOPIC,
     TIERS_TOPIC,
     OrderCancelled,
     OrderPaid,
     OrderRefunded,
+    RebateSettled,
     TierChanged,
 )
 from loyalty_shared.handling import Delivery
@@ -21,6 +23,7 @@ from points_service.api import admin, members
 from points_service.earning import earn_for_order
 from points_service.expiry import expiry_job
 from points_service.models import kit
+from points_service.rebates import credit_rebate
 from points_service.reversals import reverse_for_cancel, reverse_for_refund
 from points_service.settings import PointsSettings
 from points_service.tiers import project_tier
@@ -32,6 +35,7 @@ APPLIERS: dict[str, Callable[[Workset, Delivery], None]] = {
     OrderRefunded.event_type: reverse_for_refund,
     OrderCancelled.event_type: reverse_for_cancel,
     TierChanged.event_type: project_tier,
+    RebateSettled.event_type: credit_rebate,
 }
 
 
@@ -50,7 +54,7 @@ DEFINITION = ServiceDefinition(
     "redemption, expiry and an append-only ledger.",
     kit=kit,
     routers=(members.router, admin.router),
-    consumes=(ORDERS_TOPIC, TIERS_TOPIC),
+    consumes=(ORDERS_TOPIC, TIERS_TOPIC, REWARDS_TOPIC),
     handles=tuple(APPLIERS),
     handler=apply_events,
     jobs=(expiry_job,),

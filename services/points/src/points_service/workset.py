@@ -197,7 +197,7 @@ class Workset:
         members = sorted({d.data.member_id for d in deliveries})
         orders = sorted({d.data.order_id for d in deliveries if hasattr(d.data, "order_id")})
         reversing = sorted({d.data.member_id for d in deliveries if d.type in _REVERSING})
-        earning = sum(1 for d in deliveries if d.type == "order.paid")
+        earning = sum(1 for d in deliveries if d.type in _CREDITING)
         execute = session.execute
         accounts = {
             r.member_id: AccountRow(
@@ -378,6 +378,7 @@ _ACCOUNT_COLUMNS = ("member_id", "debt", "tier", "tier_multiplier", "tier_change
 
 
 _REVERSING = frozenset({"order.refunded", "order.cancelled"})
+_CREDITING = frozenset({"order.paid", "rebate.settled"})  # at most one new lot each
 
 
 def _needs_periods(delivery: Delivery, accounts: dict[str, AccountRow]) -> bool:

@@ -10,11 +10,12 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from loyalty_shared.events import ORDERS_TOPIC, TIERS_TOPIC, OrderPaid, TierChanged
 from loyalty_shared.handling import Delivery
 from loyalty_shared.service import ServiceDefinition, create_app
-from rewards_service.api import catalog, programs, rewards
+from rewards_service.api import catalog, programs, rewards, settlements
 from rewards_service.facts import APPLIERS, Facts
 from rewards_service.issuing import Issuer, active_programs, gift_items, history_since
 from rewards_service.models import kit
 from rewards_service.settings import RewardsSettings
+from rewards_service.settlement import settlement_job
 
 
 async def apply_events(session: AsyncSession, deliveries: Sequence[Delivery]) -> None:
@@ -44,12 +45,14 @@ DEFINITION = ServiceDefinition(
     name="rewards",
     version="0.1.0",
     description="Incentive programs for key accounts: target and control groups, schedule, budget; "
-    "the rewards they issue (gifts from the catalog's stock) within budget, exactly once.",
+    "the rewards they issue within budget, exactly once: gifts from the catalog's stock, rebates "
+    "settled at cycle close as points or store credit, with statements.",
     kit=kit,
-    routers=(programs.router, catalog.router, rewards.router),
+    routers=(programs.router, catalog.router, rewards.router, settlements.router),
     consumes=(ORDERS_TOPIC, TIERS_TOPIC),
     handles=tuple(APPLIERS),
     handler=apply_events,
+    jobs=(settlement_job,),
 )
 
 

@@ -34,7 +34,7 @@ from loyalty_shared.events import (
 from loyalty_shared.handling import Delivery
 from loyalty_shared.messaging.outbox import publish
 from rewards_service import domain
-from rewards_service.domain.issuing import GiftDue, gifts_for_order, gifts_for_promotion, reach
+from rewards_service.domain.issuing import Due, gifts_for_order, gifts_for_promotion, reach
 from rewards_service.facts import Facts, OrderRow
 from rewards_service.models import Participant, RefusedReward, Reward, table
 
@@ -55,15 +55,21 @@ _ACTIVE = text(
 )
 
 
+def parsed(program_id: str, version: int, document: dict[str, Any]) -> domain.Program:
+    """A program version's document as the domain's program (parsed once per process: a version is
+    never changed)."""
+    program = _PARSED.get((program_id, version))
+    if program is None:
+        program = _PARSED[(program_id, version)] = domain.program_from_document(document)
+    return program
+
+
 async def active_programs(session: AsyncSession) -> list[LiveProgram]:
-    """The active programs at their version in force (each version parsed once per process)."""
-    live: list[LiveProgram] = []
-    for row in await session.execute(_ACTIVE):
-        program = _PARSED.get((row.id, row.version))
-        if program is None:
-            program = _PARSED[(row.id, row.version)] = domain.program_from_document(row.document)
-        live.append(LiveProgram(row.id, row.version, program))
-    return live
+    """The active programs at their version in force."""
+    return [
+        LiveProgram(row.id, row.version, parsed(row.id, row.version, row.document))
+        for row in await session.execute(_ACTIVE)
+    ]
 
 
 def history_since(programs: Sequence[LiveProgram], earliest: datetime) -> datetime:
@@ -296,48 +302,30 @@ class Issuer:
     # --- issuing ---------------------------------------------------------------------------------
 
     def gift(
-        self, live: LiveProgram, participant: ParticipantRow, due: GiftDue, request_hash: str | None = None
+        self, live: LiveProgram, participant: ParticipantRow, due: Due, request_hash: str | None = None
     ) -> Issued:
         """One gift from the catalog's stock, once per ``due.key``, within the budget."""
         if due.key in self.keys:
             return Issued(None, "already-issued")
-        item = self.items.get(due.item_id)
+        item = None if due.item_id is None else self.items.get(due.item_id)
         currency = live.program.budget.currency
         if item is None or not item.available(self.now) or item.currency != currency:
             return self._refuse(live, participant, due, "item-unavailable", Decimal(0))
         if item.stock <= 0:
             return self._refuse(live, participant, due, "out-of-stock", item.value)
-        budget = self.budgets[live.id]
-        debit = domain.debit(live.program.budget, budget.state, participant.given, item.value)
-        if not debit.ok:
-            assert debit.reason is not None
-            return self._refuse(live, participant, due, debit.reason, item.value)
+        refusal = self._debit(live, participant, item.value, spend=False)
+        if refusal is not None:
+            return self._refuse(live, participant, due, refusal, item.value)
         item.stock, item.dirty = item.stock - 1, True
-        budget.committed, budget.dirty = debit.new_state.committed, True
-        participant.given, participant.dirty = participant.given + item.value, True
-        reward_id = str(uuid.uuid4())
-        self.keys.add(due.key)
-        self.rewards.append(
-            {
-                "reward_id": reward_id,
-                "member_id": participant.member_id,
-                "program_id": live.id,
-                "version": live.version,
-                "measure_id": due.measure_id,
-                "kind": "gift",
-                "cycle": due.cycle,
-                "item_id": item.item_id,
-                "points": None,
-                "amount": None,
-                "currency": currency,
-                "cost": item.value,
-                "status": "issued",
-                "reason": due.reason,
-                "dedupe": due.key,
-                "request_hash": request_hash,
-                "issued_at": self.now,
-                "status_changed_at": self.now,
-            }
+        reward_id = self._record(
+            live,
+            participant,
+            due,
+            "gift",
+            item.value,
+            "issued",
+            item_id=item.item_id,
+            request_hash=request_hash,
         )
         publish(
             self.session,
@@ -359,8 +347,84 @@ class Issuer:
         )
         return Issued(reward_id)
 
+    def rebate(
+        self,
+        live: LiveProgram,
+        participant: ParticipantRow,
+        due: Due,
+        cost: Decimal,
+        *,
+        points: int | None,
+        amount: Decimal | None,
+    ) -> Issued:
+        """A settled rebate: its cost is spent at once (points credit it; the wallet holds the cash)."""
+        if due.key in self.keys:
+            return Issued(None, "already-issued")
+        refusal = self._debit(live, participant, cost, spend=True)
+        if refusal is not None:
+            return self._refuse(live, participant, due, refusal, cost)
+        reward_id = self._record(
+            live, participant, due, "rebate", cost, "credited", points=points, amount=amount
+        )
+        return Issued(reward_id)
+
+    def _record(
+        self,
+        live: LiveProgram,
+        participant: ParticipantRow,
+        due: Due,
+        kind: str,
+        cost: Decimal,
+        status: str,
+        *,
+        item_id: str | None = None,
+        points: int | None = None,
+        amount: Decimal | None = None,
+        request_hash: str | None = None,
+    ) -> str:
+        """The issued reward's row (written by ``flush``), once per ``due.key``; its id."""
+        reward_id = str(uuid.uuid4())
+        self.keys.add(due.key)
+        self.rewards.append(
+            {
+                "reward_id": reward_id,
+                "member_id": participant.member_id,
+                "program_id": live.id,
+                "version": live.version,
+                "measure_id": due.measure_id,
+                "kind": kind,
+                "cycle": due.cycle,
+                "item_id": item_id,
+                "points": points,
+                "amount": amount,
+                "currency": live.program.budget.currency,
+                "cost": cost,
+                "status": status,
+                "reason": due.reason,
+                "dedupe": due.key,
+                "request_hash": request_hash,
+                "issued_at": self.now,
+                "status_changed_at": self.now,
+            }
+        )
+        return reward_id
+
+    def _debit(
+        self, live: LiveProgram, participant: ParticipantRow, cost: Decimal, *, spend: bool
+    ) -> str | None:
+        """Take ``cost`` from the program's budget (committed, or spent at once); the refusal if not."""
+        budget = self.budgets[live.id]
+        debit = domain.debit(live.program.budget, budget.state, participant.given, cost)
+        if not debit.ok:
+            assert debit.reason is not None
+            return debit.reason
+        state = domain.spend(debit.new_state, cost) if spend else debit.new_state
+        budget.committed, budget.spent, budget.dirty = state.committed, state.spent, True
+        participant.given, participant.dirty = participant.given + cost, True
+        return None
+
     def _refuse(
-        self, live: LiveProgram, participant: ParticipantRow, due: GiftDue, reason: str, cost: Decimal
+        self, live: LiveProgram, participant: ParticipantRow, due: Due, reason: str, cost: Decimal
     ) -> Issued:
         budget = self.budgets[live.id]
         budget.refusals, budget.dirty = budget.refusals + 1, True

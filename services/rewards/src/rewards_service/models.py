@@ -241,3 +241,104 @@ class RefusedReward(Base):
     cost: Mapped[Decimal] = mapped_column(Money)
     at: Mapped[datetime] = mapped_column(Timestamp)
     __table_args__ = (Index("ix_refusals_program", "program_id", "id"),)
+
+
+class SettlementRun(Base):
+    """A program cycle whose settlement finished: every treatment member of it has a statement (or
+    had nothing due). The settlement job skips it from then on."""
+
+    __tablename__ = "settlement_runs"
+    program_id: Mapped[str] = mapped_column(ForeignKey("programs.id"), primary_key=True)
+    cycle: Mapped[str] = mapped_column(String(16), primary_key=True)
+    statements: Mapped[int] = mapped_column(Integer)
+    finished_at: Mapped[datetime] = mapped_column(Timestamp)
+
+
+class Statement(Base):
+    """A member's rebate statement for one program, measure and cycle: closed once written (a late
+    refund adjusts the next statement). Unique per program, measure, cycle and member: settlement is
+    idempotent."""
+
+    __tablename__ = "statements"
+    statement_id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    program_id: Mapped[str] = mapped_column(ForeignKey("programs.id"))
+    version: Mapped[int] = mapped_column(Integer)
+    measure_id: Mapped[str] = mapped_column(String(64))
+    member_id: Mapped[str] = mapped_column(String(64))
+    cycle: Mapped[str] = mapped_column(String(16))
+    cycle_start: Mapped[datetime] = mapped_column(Timestamp)
+    cycle_end: Mapped[datetime] = mapped_column(Timestamp)
+    currency: Mapped[str] = mapped_column(String(3))
+    net_spend: Mapped[Decimal] = mapped_column(Money)
+    orders: Mapped[int] = mapped_column(Integer)
+    segment: Mapped[str | None] = mapped_column(String(32))
+    step_min: Mapped[Decimal | None] = mapped_column(Money)
+    step_value: Mapped[Decimal | None] = mapped_column(Money)
+    rebate: Mapped[Decimal] = mapped_column(Money)  # this cycle's own rebate
+    adjustments: Mapped[Decimal] = mapped_column(Money)  # earlier cycles' adjustments
+    brought_forward: Mapped[Decimal] = mapped_column(Money)
+    payable: Mapped[Decimal] = mapped_column(Money)
+    carried: Mapped[Decimal] = mapped_column(Money)
+    pay_as: Mapped[str] = mapped_column(String(8))
+    points: Mapped[int | None] = mapped_column(Integer)
+    status: Mapped[str] = mapped_column(String(16))  # paid, nothing-due, refused
+    refusal: Mapped[str | None] = mapped_column(String(32))
+    reward_id: Mapped[str | None] = mapped_column(String(36))
+    settled_at: Mapped[datetime] = mapped_column(Timestamp)
+    __table_args__ = (
+        UniqueConstraint("program_id", "measure_id", "cycle", "member_id"),
+        CheckConstraint("status IN ('paid', 'nothing-due', 'refused')", name="known_status"),
+        CheckConstraint("payable >= 0 AND carried <= 0", name="payable_and_carried"),
+        Index("ix_statements_member", "member_id", "settled_at"),
+    )
+
+
+class StatementLine(Base):
+    """What a statement is made of: the cycle's qualifying orders (paid, deducted, net), its rebate,
+    adjustments of earlier cycles, a shortfall brought forward."""
+
+    __tablename__ = "statement_lines"
+    statement_id: Mapped[str] = mapped_column(ForeignKey("statements.statement_id"), primary_key=True)
+    line: Mapped[int] = mapped_column(Integer, primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16))  # order, rebate, adjustment, brought-forward
+    cycle: Mapped[str] = mapped_column(String(16))
+    order_id: Mapped[str | None] = mapped_column(String(64))
+    paid: Mapped[Decimal | None] = mapped_column(Money)
+    deducted: Mapped[Decimal | None] = mapped_column(Money)
+    amount: Mapped[Decimal] = mapped_column(Money)
+    __table_args__ = (
+        CheckConstraint("kind IN ('order', 'rebate', 'adjustment', 'brought-forward')", name="known_kind"),
+    )
+
+
+class Wallet(Base):
+    """A member's store credit in one currency (cash rebates); never below zero."""
+
+    __tablename__ = "wallets"
+    member_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    currency: Mapped[str] = mapped_column(String(3), primary_key=True)
+    balance: Mapped[Decimal] = mapped_column(Money)
+    updated_at: Mapped[datetime] = mapped_column(Timestamp)
+    __table_args__ = (CheckConstraint("balance >= 0", name="balance_not_negative"),)
+
+
+class WalletEntry(Base):
+    """Append-only: every change of a wallet (a rebate credited, a checkout spend, a spend given
+    back); the balance is their sum."""
+
+    __tablename__ = "wallet_entries"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    member_id: Mapped[str] = mapped_column(String(64))
+    currency: Mapped[str] = mapped_column(String(3))
+    amount: Mapped[Decimal] = mapped_column(Money)
+    kind: Mapped[str] = mapped_column(String(16))  # rebate, spend, refund
+    reference: Mapped[str] = mapped_column(String(200))
+    idempotency_key: Mapped[str | None] = mapped_column(String(200))
+    request_hash: Mapped[str | None] = mapped_column(String(64))
+    balance_after: Mapped[Decimal] = mapped_column(Money)
+    at: Mapped[datetime] = mapped_column(Timestamp)
+    __table_args__ = (
+        UniqueConstraint("member_id", "idempotency_key"),
+        CheckConstraint("kind IN ('rebate', 'spend', 'refund')", name="known_kind"),
+        Index("ix_wallet_entries_member", "member_id", "id"),
+    )

@@ -23,7 +23,7 @@ from loyalty_shared.idempotency import fingerprint, reused_key
 from loyalty_shared.messaging.outbox import publish
 from rewards_service import domain
 from rewards_service.domain.fulfilment import Fulfilment, fulfilment_step
-from rewards_service.domain.issuing import GiftDue, once_key
+from rewards_service.domain.issuing import Due, once_key
 from rewards_service.facts import lock_members
 from rewards_service.issuing import Issuer, LiveProgram, active_programs
 from rewards_service.models import BudgetUse, CatalogItem, Program, RefusedReward, Reward
@@ -201,9 +201,7 @@ async def custom_gift(
             code="control-group",
         )
     cycle = domain.cycle_of(live.program.schedule, issuer.now)
-    due = GiftDue(
-        None, body.item_id, None if cycle is None else cycle.label, dedupe, body.note or "custom gift"
-    )
+    due = Due(None, body.item_id, None if cycle is None else cycle.label, dedupe, body.note or "custom gift")
     issued = issuer.gift(live, participant, due, request_hash)
     if issued.reward_id is None:
         raise _refused(issued.refusal, body.item_id, live)

@@ -1,7 +1,11 @@
-"""The rewards service's settings: the shared ones (no others yet)."""
+"""The rewards service's settings: the shared ones and its own jobs'."""
+
+from pydantic import Field
 
 from loyalty_shared.settings import ServiceSettings
 
 
 class RewardsSettings(ServiceSettings):
-    pass
+    settlement_interval_s: float = Field(
+        default=3600, gt=0, description="how often closed cycles are looked for and their rebates settled"
+    )

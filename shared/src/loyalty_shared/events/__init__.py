@@ -24,6 +24,7 @@ from loyalty_shared.events.rewards import (
     REWARDS_TOPIC,
     ProgramBudgetExhausted,
     ProgramMemberEnrolled,
+    RebateSettled,
     RewardFulfilmentChanged,
     RewardIssued,
 )
@@ -48,6 +49,7 @@ EVENT_TYPES: dict[str, type[EventData]] = {
         RewardIssued,
         RewardFulfilmentChanged,
         ProgramBudgetExhausted,
+        RebateSettled,
     )
 }
 
@@ -80,6 +82,7 @@ __all__ = [
     "PointsReversed",
     "ProgramBudgetExhausted",
     "ProgramMemberEnrolled",
+    "RebateSettled",
     "RewardFulfilmentChanged",
     "RewardIssued",
     "TierBenefits",

@@ -78,3 +78,29 @@ class ProgramBudgetExhausted(EventData):
     used: Money = Field(description="committed and spent when the refusal happened")
     refused_cost: Money = Field(description="the cost that did not fit")
     at: AwareDatetime
+
+
+class RebateSettled(EventData):
+    """A member's rebate for a program cycle, settled at its close (once per program, measure, cycle
+    and member). Paid as points (the points service credits ``points`` once) or as cash (credited to
+    the member's wallet in rewards)."""
+
+    event_type: ClassVar[str] = "rebate.settled"
+    topic: ClassVar[str] = REWARDS_TOPIC
+
+    statement_id: str
+    reward_id: str
+    program_id: str
+    program_name: str = Field(max_length=200)
+    program_version: int = Field(ge=1)
+    measure_id: str
+    member_id: MemberId
+    cycle: str
+    pay_as: Literal["points", "cash"]
+    points: int | None = Field(default=None, ge=1, description="a points rebate: what points credits")
+    amount: Money = Field(description="what the statement pays, in the program's currency")
+    currency: Currency
+    cost: Money = Field(description="what it cost the program's budget")
+    net_spend: Money = Field(description="the cycle's spend, refunds and cancels deducted")
+    orders: int = Field(ge=0)
+    settled_at: AwareDatetime

@@ -26,6 +26,19 @@ def _parse_money(value: object) -> Decimal:
     return Decimal(value)
 
 
+SIGNED_MONEY_PATTERN = r"^-?[0-9]{1,14}(\.[0-9]{1,4})?$"
+_SIGNED_MONEY = re.compile(SIGNED_MONEY_PATTERN)
+
+
+def _parse_signed_money(value: object) -> Decimal:
+    """Money that may be below zero (an adjustment, a shortfall): "-30.00"."""
+    if isinstance(value, Decimal) and value.is_finite() and _SIGNED_MONEY.match(format(value, "f")):
+        return value
+    if not isinstance(value, str) or not _SIGNED_MONEY.match(value):
+        raise ValueError('signed money must look like "-30.00": a decimal string, up to 4 decimals')
+    return Decimal(value)
+
+
 def _positive(value: Decimal) -> Decimal:
     if value <= 0:
         raise ValueError("must be greater than 0")
@@ -39,6 +52,12 @@ Money = Annotated[
     BeforeValidator(_parse_money),
     _SERIALIZE,
     WithJsonSchema({"type": "string", "pattern": MONEY_PATTERN}),
+]
+SignedMoney = Annotated[
+    Decimal,
+    BeforeValidator(_parse_signed_money),
+    _SERIALIZE,
+    WithJsonSchema({"type": "string", "pattern": SIGNED_MONEY_PATTERN}),
 ]
 PositiveMoney = Annotated[
     Decimal,

@@ -221,7 +221,14 @@ class ConsumerRunner:
     ) -> list[tuple[str, str]]:
         dead: list[_DeadLetter] = []
         outcomes: list[tuple[str, str]] = []
-        decoded = [self._decode_or_quarantine(record) for records in batch.values() for record in records]
+        decoded: list[tuple[Any, Delivery] | _DeadLetter] = []
+        for records in batch.values():
+            for record in records:
+                item = self._decode_or_quarantine(record)
+                if isinstance(item, _NotOurs):
+                    outcomes.append((item.event_type, "skipped"))
+                else:
+                    decoded.append(item)
         async with self._sessions() as session, session.begin():
             if isolate:
                 for item in decoded:
@@ -234,7 +241,7 @@ class ConsumerRunner:
                     if letter is not None:
                         dead.append(letter)
             else:
-                outcomes = await self._handle_in_batch(session, decoded)
+                outcomes += await self._handle_in_batch(session, decoded)
                 dead = [item for item in decoded if isinstance(item, _DeadLetter)]
             if dead:
                 await self._publish_dead_letters(dead)
@@ -266,9 +273,11 @@ class ConsumerRunner:
                 raise _HandlerFailed from exc
         return outcomes
 
-    def _decode_or_quarantine(self, record: Any) -> tuple[Any, Delivery] | _DeadLetter:
+    def _decode_or_quarantine(self, record: Any) -> tuple[Any, Delivery] | _DeadLetter | _NotOurs:
         try:
             event, data = self._decode(record)
+        except _NotOurs as skipped:
+            return skipped
         except (InvalidEvent, _UnknownType) as exc:
             kind = exc.event_type if isinstance(exc, _UnknownType) else "invalid"
             return _DeadLetter(record, str(exc), 0, kind)
@@ -313,7 +322,13 @@ class ConsumerRunner:
     def _decode(self, record: Any) -> tuple[CloudEvent, BaseModel]:
         event = parse_event(record.value)
         model = EVENT_TYPES.get(event.type)
-        if model is None or event.type not in self._event_types:
+        if model is None:
+            raise _UnknownType(event.type)
+        if event.type not in self._event_types and record.topic.endswith(model.topic):
+            # A platform event this service has nothing to do with, on a topic it reads for others
+            # (points reads ``loyalty.rewards`` for rebates, not for gifts): valid, and not its own.
+            raise _NotOurs(event.type)
+        if event.type not in self._event_types:
             raise _UnknownType(event.type)
         try:
             data = model.model_validate(event.data)
@@ -398,6 +413,12 @@ def _inbox_insert(kit: KitTables) -> TextClause:
 
 class _HandlerFailed(Exception):
     """A handler raised on the fast path: rerun the batch with one savepoint per event."""
+
+
+class _NotOurs(Exception):
+    def __init__(self, event_type: str) -> None:
+        super().__init__(f"{event_type} is not handled by this consumer")
+        self.event_type = event_type
 
 
 class _UnknownType(Exception):

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Literal
 
@@ -24,9 +24,11 @@ Reach = Literal["outside", "treatment", "control"]
 
 
 @dataclass(frozen=True)
-class GiftDue:
+class Due:
+    """A reward a rule (or the CRM) calls for: issued at most once per ``key``."""
+
     measure_id: str | None  # None: a custom gift from the CRM
-    item_id: str
+    item_id: str | None  # the catalog item of a gift
     cycle: str | None
     key: str  # unique per issuance that may happen once
     reason: str
@@ -54,14 +56,14 @@ def reach(program_id: str, program: Program, facts: MemberFacts, at: datetime) -
 
 def gifts_for_order(
     program_id: str, program: Program, facts: MemberFacts, order_id: str, amount: Decimal, at: datetime
-) -> list[GiftDue]:
+) -> list[Due]:
     """The threshold gifts an order paid at ``at`` for ``amount`` earns. ``facts`` already hold the
     order: the cycle's spend before it is the spend with it less its amount."""
     cycle = cycle_of(program.schedule, at)
     if cycle is None:
         return []
     after = figures(facts, cycle.start, cycle.end).spend
-    due: list[GiftDue] = []
+    due: list[Due] = []
     for measure in program.measures:
         if not isinstance(measure, ThresholdGift):
             continue
@@ -73,7 +75,7 @@ def gifts_for_order(
             else f"spend of {after} in {cycle.label} with order {order_id}"
         )
         due.append(
-            GiftDue(
+            Due(
                 measure.id,
                 measure.item,
                 cycle.label,
@@ -92,19 +94,20 @@ def gifts_for_promotion(
     to_tier: str,
     upgrade_gift: str | None,
     effective_at: datetime,
-) -> list[GiftDue]:
+) -> list[Due]:
     """The upgrade gifts a tier change earns: the new tier's ``upgrade_gift`` benefit, once per
     promotion (the member, the tier and the moment it took effect)."""
     cycle = cycle_of(program.schedule, effective_at)
-    due: list[GiftDue] = []
+    due: list[Due] = []
     for measure in program.measures:
         if not isinstance(measure, TierUpgradeGift):
             continue
         item = upgrade_gift_due(measure, direction, to_tier, upgrade_gift)
         if item is None:
             continue
-        key = once_key("upgrade-gift", program_id, measure.id, member_id, to_tier, effective_at.isoformat())
+        moment = effective_at.astimezone(UTC).isoformat()  # the same moment, whatever its offset
+        key = once_key("upgrade-gift", program_id, measure.id, member_id, to_tier, moment)
         due.append(
-            GiftDue(measure.id, item, None if cycle is None else cycle.label, key, f"promoted to {to_tier}")
+            Due(measure.id, item, None if cycle is None else cycle.label, key, f"promoted to {to_tier}")
         )
     return due
