@@ -285,13 +285,14 @@ def tier_changed(
     direction: str = "up",
     reason: str = "qualified",
     upgrade_gift: str | None = None,
+    discount_rate: str | None = None,
     **kw: Any,
 ) -> CloudEvent:
     benefits = None
-    if upgrade_gift is not None:
+    if upgrade_gift is not None or discount_rate is not None:
         benefits = TierBenefits(
             points_multiplier=multiplier,
-            discount_rate="0",
+            discount_rate=discount_rate or "0",
             service_level="standard",
             upgrade_gift=upgrade_gift,
         )

@@ -135,6 +135,16 @@ DATA: dict[str, dict[str, Any]] = {
         "orders": 2,
         "settled_at": "2026-04-01T00:00:00Z",
     },
+    "coupon.used": {
+        "reward_id": "r-3",
+        "program_id": "p-1",
+        "member_id": "m-42",
+        "code_hint": "Q2XA",
+        "order_id": "o-1002",
+        "discount": "10.00",
+        "currency": "EUR",
+        "used_at": "2026-04-02T00:00:00Z",
+    },
     "program.budget_exhausted": {
         "program_id": "p-1",
         "program_version": 1,

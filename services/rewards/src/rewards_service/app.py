@@ -10,7 +10,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from loyalty_shared.events import ORDERS_TOPIC, TIERS_TOPIC, OrderPaid, TierChanged
 from loyalty_shared.handling import Delivery
 from loyalty_shared.service import ServiceDefinition, create_app
-from rewards_service.api import catalog, programs, rewards, settlements
+from rewards_service.api import catalog, checkout, programs, rewards, settlements
+from rewards_service.coupons import coupon_expiry_job
 from rewards_service.facts import APPLIERS, Facts
 from rewards_service.issuing import Issuer, active_programs, gift_items, history_since
 from rewards_service.models import kit
@@ -48,11 +49,11 @@ DEFINITION = ServiceDefinition(
     "the rewards they issue within budget, exactly once: gifts from the catalog's stock, rebates "
     "settled at cycle close as points or store credit, with statements.",
     kit=kit,
-    routers=(programs.router, catalog.router, rewards.router, settlements.router),
+    routers=(programs.router, catalog.router, rewards.router, settlements.router, checkout.router),
     consumes=(ORDERS_TOPIC, TIERS_TOPIC),
     handles=tuple(APPLIERS),
     handler=apply_events,
-    jobs=(settlement_job,),
+    jobs=(settlement_job, coupon_expiry_job),
 )
 
 

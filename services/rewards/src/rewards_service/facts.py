@@ -35,6 +35,7 @@ class MemberRow:
     member_id: str
     tier: str | None
     tier_at: datetime | None
+    discount_rate: Decimal | None
     first_order_at: datetime | None
     last_order_at: datetime | None
     dirty: bool = False
@@ -64,7 +65,7 @@ class OrderRow:
 _LOCK_MEMBERS = text(
     "INSERT INTO members (member_id) SELECT m FROM unnest(CAST(:members AS text[])) AS m ORDER BY m "
     "ON CONFLICT (member_id) DO UPDATE SET member_id = excluded.member_id "
-    "RETURNING member_id, tier, tier_at, first_order_at, last_order_at"
+    "RETURNING member_id, tier, tier_at, discount_rate, first_order_at, last_order_at"
 )
 _ORDER_COLUMNS = ("order_id", "member_id", "currency", "amount", "refunded", "paid_at", "cancelled_at")
 _ORDERS = text(
@@ -84,13 +85,15 @@ _UPDATE_ORDERS = text(
 )
 _REFUND_COLUMNS = ("order_id", "refund_id", "amount")
 _INSERT_REFUNDS = unnest_insert(table(Refund), _REFUND_COLUMNS)
-_MEMBER_CHANGES = ("member_id", "tier", "tier_at", "first_order_at", "last_order_at")
+_MEMBER_CHANGES = ("member_id", "tier", "tier_at", "discount_rate", "first_order_at", "last_order_at")
 _UPDATE_MEMBERS = text(
-    "UPDATE members AS m SET tier = v.tier, tier_at = v.tier_at, first_order_at = v.first_order_at, "
-    "last_order_at = v.last_order_at FROM unnest(CAST(:member_id AS text[]), CAST(:tier AS text[]), "
-    "CAST(:tier_at AS timestamptz[]), CAST(:first_order_at AS timestamptz[]), "
+    "UPDATE members AS m SET tier = v.tier, tier_at = v.tier_at, discount_rate = v.discount_rate, "
+    "first_order_at = v.first_order_at, last_order_at = v.last_order_at "
+    "FROM unnest(CAST(:member_id AS text[]), CAST(:tier AS text[]), CAST(:tier_at AS timestamptz[]), "
+    "CAST(:discount_rate AS numeric[]), CAST(:first_order_at AS timestamptz[]), "
     "CAST(:last_order_at AS timestamptz[])) "
-    "AS v(member_id, tier, tier_at, first_order_at, last_order_at) WHERE m.member_id = v.member_id"
+    "AS v(member_id, tier, tier_at, discount_rate, first_order_at, last_order_at) "
+    "WHERE m.member_id = v.member_id"
 )
 
 
@@ -217,6 +220,7 @@ def tier_changed(facts: Facts, delivery: Delivery) -> bool:
     at = change.effective_at or delivery.event.time
     if member.tier_at is None or at >= member.tier_at:
         member.tier, member.tier_at, member.dirty = change.to_tier, at, True
+        member.discount_rate = Decimal(change.benefits.discount_rate) if change.benefits else None
         return True
     return False
 

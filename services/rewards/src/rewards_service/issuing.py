@@ -368,6 +368,28 @@ class Issuer:
         )
         return Issued(reward_id)
 
+    def coupon(
+        self,
+        live: LiveProgram,
+        participant: ParticipantRow,
+        due: Due,
+        cost: Decimal,
+        *,
+        amount: Decimal | None,
+        request_hash: str | None = None,
+    ) -> Issued:
+        """A coupon: an amount coupon commits its face value now (a percent one costs what its use
+        takes off a basket, debited then)."""
+        if due.key in self.keys:
+            return Issued(None, "already-issued")
+        refusal = self._debit(live, participant, cost, spend=False)
+        if refusal is not None:
+            return self._refuse(live, participant, due, refusal, cost)
+        reward_id = self._record(
+            live, participant, due, "coupon", cost, "issued", amount=amount, request_hash=request_hash
+        )
+        return Issued(reward_id)
+
     def _record(
         self,
         live: LiveProgram,

@@ -13,6 +13,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    Numeric,
     String,
     Text,
     UniqueConstraint,
@@ -83,6 +84,7 @@ class Member(Base):
     member_id: Mapped[str] = mapped_column(String(64), primary_key=True)
     tier: Mapped[str | None] = mapped_column(String(32))
     tier_at: Mapped[datetime | None] = mapped_column(Timestamp)  # effective_at of the tier in force
+    discount_rate: Mapped[Decimal | None] = mapped_column(Numeric(6, 4))  # the tier's benefit
     first_order_at: Mapped[datetime | None] = mapped_column(Timestamp)
     last_order_at: Mapped[datetime | None] = mapped_column(Timestamp)
     updated_at: Mapped[datetime] = mapped_column(Timestamp, server_default=func.now(), onupdate=func.now())
@@ -341,4 +343,31 @@ class WalletEntry(Base):
         UniqueConstraint("member_id", "idempotency_key"),
         CheckConstraint("kind IN ('rebate', 'spend', 'refund')", name="known_kind"),
         Index("ix_wallet_entries_member", "member_id", "id"),
+    )
+
+
+class CouponCode(Base):
+    """A single-use coupon issued by a program's one-time discount (its reward row holds the cost).
+    Used once: the use takes this row's lock and records its Idempotency-Key."""
+
+    __tablename__ = "coupons"
+    code: Mapped[str] = mapped_column(String(32), primary_key=True)
+    reward_id: Mapped[str] = mapped_column(ForeignKey("rewards.reward_id"), unique=True)
+    member_id: Mapped[str] = mapped_column(String(64))
+    program_id: Mapped[str] = mapped_column(ForeignKey("programs.id"))
+    currency: Mapped[str] = mapped_column(String(3))
+    percent: Mapped[Decimal | None] = mapped_column(Money)
+    amount: Mapped[Decimal | None] = mapped_column(Money)
+    min_order: Mapped[Decimal] = mapped_column(Money)
+    expires_at: Mapped[datetime] = mapped_column(Timestamp)
+    status: Mapped[str] = mapped_column(String(16))  # open, used, expired
+    order_id: Mapped[str | None] = mapped_column(String(64))
+    discount: Mapped[Decimal | None] = mapped_column(Money)
+    use_key: Mapped[str | None] = mapped_column(String(200))
+    use_hash: Mapped[str | None] = mapped_column(String(64))
+    used_at: Mapped[datetime | None] = mapped_column(Timestamp)
+    __table_args__ = (
+        CheckConstraint("status IN ('open', 'used', 'expired')", name="known_status"),
+        Index("ix_coupons_member", "member_id", "status"),
+        Index("ix_coupons_open_expiry", "expires_at", postgresql_where=text("status = 'open'")),
     )

@@ -107,7 +107,9 @@ def _view(reward: Reward) -> RewardView:
 
 async def member_rewards(session: AsyncSession, member_id: str) -> RewardList:
     rows = await session.scalars(
-        select(Reward).where(Reward.member_id == member_id).order_by(Reward.issued_at, Reward.reward_id)
+        select(Reward)
+        .where(Reward.member_id == member_id)
+        .order_by(Reward.issued_at, Reward.cycle, Reward.reward_id)
     )
     return RewardList(items=[_view(r) for r in rows])
 

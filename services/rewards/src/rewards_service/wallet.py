@@ -10,7 +10,7 @@ from pydantic import BaseModel
 from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from loyalty_shared.events.types import Money
+from loyalty_shared.events.types import Money, SignedMoney
 from rewards_service.models import Wallet, WalletEntry
 
 _CREDIT = text(
@@ -18,6 +18,12 @@ _CREDIT = text(
     "VALUES (:member, :currency, :amount, :at) "
     "ON CONFLICT (member_id, currency) DO UPDATE SET balance = wallets.balance + excluded.balance, "
     "updated_at = excluded.updated_at RETURNING balance"
+)
+# A debit updates the wallet there is (PostgreSQL checks an INSERT's row before ON CONFLICT: a
+# negative one would fail the CHECK even when the row exists).
+_DEBIT = text(
+    "UPDATE wallets SET balance = balance + :amount, updated_at = :at "
+    "WHERE member_id = :member AND currency = :currency RETURNING balance"
 )
 
 
@@ -32,30 +38,29 @@ async def credit_wallet(
     *,
     key: str | None = None,
     request_hash: str | None = None,
-) -> Decimal:
-    """Add ``amount`` (below 0: take it) to the member's wallet with its ledger entry; the balance
-    after. The caller holds the member's lock."""
+) -> WalletEntry:
+    """Add ``amount`` (below 0: take it) to the member's wallet with its ledger entry (returned, with
+    the balance after). The caller holds the member's lock."""
     params = {"member": member_id, "currency": currency, "amount": amount, "at": at}
-    balance: Decimal = (await session.execute(_CREDIT, params)).scalar_one()
-    session.add(
-        WalletEntry(
-            member_id=member_id,
-            currency=currency,
-            amount=amount,
-            kind=kind,
-            reference=reference,
-            idempotency_key=key,
-            request_hash=request_hash,
-            balance_after=balance,
-            at=at,
-        )
+    balance: Decimal = (await session.execute(_CREDIT if amount >= 0 else _DEBIT, params)).scalar_one()
+    entry = WalletEntry(
+        member_id=member_id,
+        currency=currency,
+        amount=amount,
+        kind=kind,
+        reference=reference,
+        idempotency_key=key,
+        request_hash=request_hash,
+        balance_after=balance,
+        at=at,
     )
-    return balance
+    session.add(entry)
+    return entry
 
 
 class WalletEntryView(BaseModel):
     currency: str
-    amount: Money
+    amount: SignedMoney
     kind: str
     reference: str
     balance_after: Money

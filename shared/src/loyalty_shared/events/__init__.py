@@ -22,6 +22,7 @@ from loyalty_shared.events.points import (
 )
 from loyalty_shared.events.rewards import (
     REWARDS_TOPIC,
+    CouponUsed,
     ProgramBudgetExhausted,
     ProgramMemberEnrolled,
     RebateSettled,
@@ -50,6 +51,7 @@ EVENT_TYPES: dict[str, type[EventData]] = {
         RewardFulfilmentChanged,
         ProgramBudgetExhausted,
         RebateSettled,
+        CouponUsed,
     )
 }
 
@@ -70,6 +72,7 @@ __all__ = [
     "SCHEMA_VERSION",
     "TIERS_TOPIC",
     "TOPICS",
+    "CouponUsed",
     "EventData",
     "OrderCancelled",
     "OrderLine",

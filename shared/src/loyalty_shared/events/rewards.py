@@ -104,3 +104,17 @@ class RebateSettled(EventData):
     net_spend: Money = Field(description="the cycle's spend, refunds and cancels deducted")
     orders: int = Field(ge=0)
     settled_at: AwareDatetime
+
+
+class CouponUsed(EventData):
+    event_type: ClassVar[str] = "coupon.used"
+    topic: ClassVar[str] = REWARDS_TOPIC
+
+    reward_id: str
+    program_id: str
+    member_id: MemberId
+    code_hint: str = Field(description="the code's last four characters (the code itself is a secret)")
+    order_id: str
+    discount: Money
+    currency: Currency
+    used_at: AwareDatetime

@@ -11,6 +11,7 @@ from loyalty_shared.auth import AuthenticatedRoute, Principal, require
 from loyalty_shared.errors import problem_responses
 from loyalty_shared.idempotency import idempotency_key
 from rewards_service.api.programs import ProgramId
+from rewards_service.coupons import CouponIssue, CouponIssueResult, issue_coupons
 from rewards_service.rewards import (
     BudgetView,
     CustomGiftBody,
@@ -84,3 +85,18 @@ async def get_budget(program_id: ProgramId, rt: Rt, _: Crm) -> BudgetView:
     """Allocated, committed, spent, remaining, refusals, and the burn per cycle."""
     async with rt.unit_of_work() as session:
         return await budget_view(session, program_id)
+
+
+@router.post(
+    "/v1/programs/{program_id}/coupons",
+    status_code=201,
+    response_model=CouponIssueResult,
+    responses=problem_responses(400, NO_PROGRAM, (409, "the program is not active"), 422),
+)
+async def post_coupons(
+    program_id: ProgramId, body: CouponIssue, key: Key, rt: Rt, _: Crm
+) -> CouponIssueResult:
+    """Single-use coupons of the program's one-time discount for the members named (control members
+    are skipped), once per Idempotency-Key; the codes are in the answer."""
+    async with rt.unit_of_work() as session:
+        return await issue_coupons(session, program_id, body, key)
