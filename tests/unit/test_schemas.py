@@ -145,6 +145,14 @@ DATA: dict[str, dict[str, Any]] = {
         "currency": "EUR",
         "used_at": "2026-04-02T00:00:00Z",
     },
+    "redemption.failed": {
+        "redemption_id": "red-1",
+        "member_id": "m-42",
+        "points": 500,
+        "item_id": "mug",
+        "reason": "out of stock",
+        "failed_at": "2026-04-02T00:00:00Z",
+    },
     "program.budget_exhausted": {
         "program_id": "p-1",
         "program_version": 1,

@@ -15,6 +15,7 @@ from loyalty_shared.events import (
     OrderPaid,
     OrderRefunded,
     RebateSettled,
+    RedemptionFailed,
     TierChanged,
 )
 from loyalty_shared.handling import Delivery
@@ -22,8 +23,8 @@ from loyalty_shared.service import ServiceDefinition, create_app
 from points_service.api import admin, members
 from points_service.earning import earn_for_order
 from points_service.expiry import expiry_job
+from points_service.from_rewards import credit_rebate, restore_redemption
 from points_service.models import kit
-from points_service.rebates import credit_rebate
 from points_service.reversals import reverse_for_cancel, reverse_for_refund
 from points_service.settings import PointsSettings
 from points_service.tiers import project_tier
@@ -36,6 +37,7 @@ APPLIERS: dict[str, Callable[[Workset, Delivery], None]] = {
     OrderCancelled.event_type: reverse_for_cancel,
     TierChanged.event_type: project_tier,
     RebateSettled.event_type: credit_rebate,
+    RedemptionFailed.event_type: restore_redemption,
 }
 
 

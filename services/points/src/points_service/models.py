@@ -58,7 +58,7 @@ class Lot(Base):
     __tablename__ = "lots"
     id: Mapped[int] = mapped_column(BigInteger, Identity(always=True), primary_key=True)
     member_id: Mapped[str] = mapped_column(ForeignKey("accounts.member_id"))
-    source: Mapped[str] = mapped_column(String(16))  # order | adjustment
+    source: Mapped[str] = mapped_column(String(16))  # order | adjustment | rebate | restore
     order_id: Mapped[str | None] = mapped_column(String(64))
     points: Mapped[int] = mapped_column(Integer)
     remaining: Mapped[int] = mapped_column(Integer)

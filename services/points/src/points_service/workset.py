@@ -378,7 +378,7 @@ _ACCOUNT_COLUMNS = ("member_id", "debt", "tier", "tier_multiplier", "tier_change
 
 
 _REVERSING = frozenset({"order.refunded", "order.cancelled"})
-_CREDITING = frozenset({"order.paid", "rebate.settled"})  # at most one new lot each
+_CREDITING = frozenset({"order.paid", "rebate.settled", "redemption.failed"})  # at most one new lot each
 
 
 def _needs_periods(delivery: Delivery, accounts: dict[str, AccountRow]) -> bool:

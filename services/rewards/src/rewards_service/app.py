@@ -7,32 +7,67 @@ from collections.abc import Sequence
 from fastapi import FastAPI
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from loyalty_shared.events import ORDERS_TOPIC, TIERS_TOPIC, OrderPaid, TierChanged
+from loyalty_shared.clock import now as clock_now
+from loyalty_shared.events import (
+    ORDERS_TOPIC,
+    POINTS_TOPIC,
+    TIERS_TOPIC,
+    OrderPaid,
+    PointsAdjusted,
+    PointsRedeemed,
+    TierChanged,
+)
 from loyalty_shared.handling import Delivery
 from loyalty_shared.service import ServiceDefinition, create_app
 from rewards_service.api import catalog, checkout, programs, rewards, settlements
 from rewards_service.coupons import coupon_expiry_job
 from rewards_service.facts import APPLIERS, Facts
-from rewards_service.issuing import Issuer, active_programs, gift_items, history_since
+from rewards_service.issuing import (
+    Issuer,
+    active_programs,
+    flush_items,
+    gift_items,
+    history_since,
+    lock_items,
+)
 from rewards_service.models import kit
+from rewards_service.redemptions import Redeemer, redeemed_items
 from rewards_service.settings import RewardsSettings
 from rewards_service.settlement import settlement_job
 
+# What the handler does beyond the member facts: redemptions to fulfil, refunds to note.
+SAGA = (PointsRedeemed.event_type, PointsAdjusted.event_type)
+
 
 async def apply_events(session: AsyncSession, deliveries: Sequence[Delivery]) -> None:
-    """The service's handler: load what the batch touches, apply each event to the member facts in
-    order and, when programs are active, issue what it earns; write back."""
+    """The service's handler: load what the batch touches (members, then budgets, then catalog
+    items: the lock order every path keeps), apply each event to the member facts in order, issue
+    what it earns under the active programs, fulfil catalog redemptions; write back."""
     live = await active_programs(session)
     since = history_since(live, min(d.event.time for d in deliveries)) if live else None
     facts = await Facts.load(session, deliveries, since)
-    issuer = None
-    if live:
-        issuer = await Issuer.load(session, live, facts.members, gift_items(live, deliveries))
+    issuer = await Issuer.load(session, live, facts.members) if live else None
+    items = await lock_items(
+        session, (gift_items(live, deliveries) if live else set()) | redeemed_items(deliveries)
+    )
+    if issuer is not None:
+        issuer.items = items
+    redeemer = None
+    if any(d.type in SAGA for d in deliveries):
+        redeemer = await Redeemer.load(session, deliveries, items)
     for delivery in deliveries:
+        data = delivery.data
+        if isinstance(data, PointsRedeemed):
+            assert redeemer is not None
+            redeemer.on_redeemed(facts, data)
+            continue
+        if isinstance(data, PointsAdjusted):
+            assert redeemer is not None
+            redeemer.on_adjusted(data)
+            continue
         changed = APPLIERS[delivery.type](facts, delivery)
         if issuer is None:
             continue
-        data = delivery.data
         if isinstance(data, OrderPaid) and changed:
             issuer.on_order(facts, facts.orders[data.order_id])
         elif isinstance(data, TierChanged):
@@ -40,6 +75,9 @@ async def apply_events(session: AsyncSession, deliveries: Sequence[Delivery]) ->
     await facts.flush()
     if issuer is not None:
         await issuer.flush()
+    if redeemer is not None:
+        await redeemer.flush()
+    await flush_items(session, items, clock_now(session))
 
 
 DEFINITION = ServiceDefinition(
@@ -47,11 +85,12 @@ DEFINITION = ServiceDefinition(
     version="0.1.0",
     description="Incentive programs for key accounts: target and control groups, schedule, budget; "
     "the rewards they issue within budget, exactly once: gifts from the catalog's stock, rebates "
-    "settled at cycle close as points or store credit, with statements.",
+    "settled at cycle close as points or store credit, with statements, coupons; catalog "
+    "redemptions for points (a saga with the points service); the checkout API.",
     kit=kit,
     routers=(programs.router, catalog.router, rewards.router, settlements.router, checkout.router),
-    consumes=(ORDERS_TOPIC, TIERS_TOPIC),
-    handles=tuple(APPLIERS),
+    consumes=(ORDERS_TOPIC, TIERS_TOPIC, POINTS_TOPIC),
+    handles=(*APPLIERS, *SAGA),
     handler=apply_events,
     jobs=(settlement_job, coupon_expiry_job),
 )

@@ -12,6 +12,7 @@ from typing import Literal
 
 from pydantic import AwareDatetime, BaseModel, Field, model_validator
 from sqlalchemy import select
+from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from loyalty_shared.clock import now as clock_now
@@ -100,13 +101,17 @@ async def find_item(session: AsyncSession, item_id: str, *, lock: bool = False) 
 
 
 async def create_item(session: AsyncSession, body: NewItem) -> ItemView:
-    if await session.get(CatalogItem, body.item_id) is not None:
-        raise Conflict(f"catalog item {body.item_id!r} exists already", code="item-exists")
+    """A new item; 409 when the id is taken (also by a create that commits while this one runs)."""
     now = clock_now(session)
-    item = CatalogItem(**body.model_dump(), created_at=now, updated_at=now)
-    session.add(item)
-    await session.flush()
-    return _view(item)
+    created = await session.scalar(
+        insert(CatalogItem)
+        .values(**body.model_dump(), created_at=now, updated_at=now)
+        .on_conflict_do_nothing(index_elements=["item_id"])
+        .returning(CatalogItem.item_id)
+    )
+    if created is None:
+        raise Conflict(f"catalog item {body.item_id!r} exists already", code="item-exists")
+    return await get_item(session, body.item_id)
 
 
 async def edit_item(session: AsyncSession, item_id: str, terms: ItemTerms) -> ItemView:

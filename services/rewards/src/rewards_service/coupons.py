@@ -129,7 +129,7 @@ async def issue_coupons(
             select(CouponCode).where(CouponCode.reward_id.in_([r.reward_id for r in earlier]))
         )
         return CouponIssueResult(issued=[_issued(c) for c in coupons], skipped=[])
-    issuer = await Issuer.load(session, [live], members, [])
+    issuer = await Issuer.load(session, [live], members)
     now, currency = issuer.now, live.program.budget.currency
     terms = domain.coupon_terms(measure, now)
     cycle = domain.cycle_of(live.program.schedule, now)

@@ -122,6 +122,8 @@ class ItemRow:
     status: str
     valid_from: datetime | None
     valid_until: datetime | None
+    points_price: int | None
+    tiers: list[str]
     dirty: bool = False
 
     def available(self, at: datetime) -> bool:
@@ -142,7 +144,8 @@ _PARTICIPANTS = text(
     "WHERE program_id = ANY(CAST(:programs AS text[])) AND member_id = ANY(CAST(:members AS text[]))"
 )
 _ITEMS = text(
-    "SELECT item_id, currency, value, stock, status, valid_from, valid_until FROM catalog_items "
+    "SELECT item_id, currency, value, stock, status, valid_from, valid_until, points_price, tiers "
+    "FROM catalog_items "
     "WHERE item_id = ANY(CAST(:items AS text[])) ORDER BY item_id FOR UPDATE"
 )
 _KEYS = text(
@@ -218,23 +221,20 @@ class Issuer:
         session: AsyncSession,
         programs: Sequence[LiveProgram],
         members: Iterable[str],
-        items: Iterable[str],
+        items: dict[str, ItemRow] | None = None,
     ) -> Issuer:
-        """Lock the programs' budgets and the ``items`` (after the members: the caller holds them)
-        and read the members' enrolments and once-keys."""
+        """Lock the programs' budgets (after the members: the caller holds them) and read the
+        members' enrolments and once-keys. ``items``: the catalog items it may give, locked by
+        ``lock_items`` after this (the order every path takes: members, budgets, items)."""
         ids = [p.id for p in programs]
         member_ids = sorted(set(members))
         locked = await session.execute(_LOCK_BUDGETS, {"programs": ids})
         budgets = {r.program_id: BudgetRow(*r) for r in locked}
         found = await session.execute(_PARTICIPANTS, {"programs": ids, "members": member_ids})
         participants = {(r.program_id, r.member_id): ParticipantRow(*r) for r in found}
-        item_rows: dict[str, ItemRow] = {}
-        if wanted := sorted(set(items)):
-            item_rows = {r.item_id: ItemRow(*r) for r in await session.execute(_ITEMS, {"items": wanted})}
         keys = set(await session.scalars(_KEYS, {"members": member_ids, "programs": ids}))
-        return cls(
-            session, clock_now(session), {p.id: p for p in programs}, budgets, participants, item_rows, keys
-        )
+        programs_by_id = {p.id: p for p in programs}
+        return cls(session, clock_now(session), programs_by_id, budgets, participants, items or {}, keys)
 
     # --- who a program reaches -----------------------------------------------------------------
 
@@ -489,12 +489,28 @@ class Issuer:
         if budgets := [b for b in self.budgets.values() if b.dirty]:
             columns = ("program_id", "committed", "spent", "refusals", "exhausted_at")
             await execute(_UPDATE_BUDGETS, arrays_of(budgets, columns))
-        if items := [i for i in self.items.values() if i.dirty]:
-            await execute(_UPDATE_STOCK, {**arrays_of(items, ("item_id", "stock")), "now": self.now})
+        await flush_items(self.session, self.items, self.now)
         if self.rewards:
             await execute(_INSERT_REWARDS, columns_of(table(Reward), self.rewards, REWARD_COLUMNS))
         if self.refusals:
             await execute(_INSERT_REFUSALS, columns_of(table(RefusedReward), self.refusals, _REFUSAL_COLUMNS))
+
+
+async def lock_items(session: AsyncSession, item_ids: Iterable[str]) -> dict[str, ItemRow]:
+    """The catalog items' rows, locked in item order, in one statement (a batch takes them once,
+    for its gifts and its redemptions alike)."""
+    wanted = sorted(set(item_ids))
+    if not wanted:
+        return {}
+    return {r.item_id: ItemRow(*r) for r in await session.execute(_ITEMS, {"items": wanted})}
+
+
+async def flush_items(session: AsyncSession, items: dict[str, ItemRow], now: datetime) -> None:
+    """Write back the stock of the items that changed (once: they are clean after)."""
+    if dirty := [i for i in items.values() if i.dirty]:
+        await session.execute(_UPDATE_STOCK, {**arrays_of(dirty, ("item_id", "stock")), "now": now})
+        for item in dirty:
+            item.dirty = False
 
 
 def gift_items(programs: Sequence[LiveProgram], deliveries: Sequence[Delivery]) -> set[str]:

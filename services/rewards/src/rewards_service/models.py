@@ -371,3 +371,23 @@ class CouponCode(Base):
         Index("ix_coupons_member", "member_id", "status"),
         Index("ix_coupons_open_expiry", "expires_at", postgresql_where=text("status = 'open'")),
     )
+
+
+class Redemption(Base):
+    """A catalog redemption as rewards handled it (the points service's redemption id): fulfilled
+    from stock, or failed (points gives the points back) and then refunded."""
+
+    __tablename__ = "redemptions"
+    redemption_id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    member_id: Mapped[str] = mapped_column(String(64))
+    item_id: Mapped[str] = mapped_column(String(64))
+    points: Mapped[int] = mapped_column(Integer)
+    status: Mapped[str] = mapped_column(String(16))
+    reason: Mapped[str | None] = mapped_column(Text)
+    reward_id: Mapped[str | None] = mapped_column(String(36))
+    at: Mapped[datetime] = mapped_column(Timestamp)
+    refunded_at: Mapped[datetime | None] = mapped_column(Timestamp)
+    __table_args__ = (
+        CheckConstraint("status IN ('fulfilled', 'failed', 'refunded')", name="known_status"),
+        Index("ix_redemptions_member", "member_id", "at"),
+    )

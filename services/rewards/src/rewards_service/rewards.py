@@ -16,7 +16,7 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from loyalty_shared.clock import now as clock_now
-from loyalty_shared.errors import Conflict, NotFound, Unprocessable
+from loyalty_shared.errors import Conflict, NotFound, Problem, Unprocessable
 from loyalty_shared.events import RewardFulfilmentChanged
 from loyalty_shared.events.types import Money
 from loyalty_shared.idempotency import fingerprint, reused_key
@@ -25,9 +25,18 @@ from rewards_service import domain
 from rewards_service.domain.fulfilment import Fulfilment, fulfilment_step
 from rewards_service.domain.issuing import Due, once_key
 from rewards_service.facts import lock_members
-from rewards_service.issuing import Issuer, LiveProgram, active_programs
-from rewards_service.models import BudgetUse, CatalogItem, Program, RefusedReward, Reward
+from rewards_service.issuing import Issuer, LiveProgram, active_programs, lock_items
+from rewards_service.models import (
+    BudgetUse,
+    CatalogItem,
+    Participant,
+    Program,
+    Redemption,
+    RefusedReward,
+    Reward,
+)
 from rewards_service.programs import program_at
+from rewards_service.redemptions import fail
 
 
 class RewardView(BaseModel):
@@ -138,6 +147,11 @@ async def change_fulfilment(
     item = (
         None if found.item_id is None else await session.get(CatalogItem, found.item_id, with_for_update=True)
     )
+    participant = None
+    if found.program_id is not None:
+        participant = await session.get(
+            Participant, (found.program_id, found.member_id), with_for_update=True
+        )
     reward = await _find(session, reward_id, lock=True)
     if reward.status == body.status:
         return _view(reward)  # set already: a retry changes nothing
@@ -153,6 +167,10 @@ async def change_fulfilment(
     if effect == "release" and item is not None:
         item.stock += 1
         item.updated_at = now
+    if effect == "release" and participant is not None:
+        participant.given -= reward.cost  # a cancelled gift no longer counts against the member's cap
+    if effect == "release" and reward.program_id is None:
+        await _fail_redemption(session, reward, now)
     before = reward.status
     reward.status, reward.status_changed_at = body.status, now
     publish(
@@ -173,9 +191,11 @@ async def change_fulfilment(
 
 async def custom_gift(
     session: AsyncSession, program_id: str, body: CustomGiftBody, key: str, actor: str
-) -> RewardView:
+) -> RewardView | Problem:
     """A gift the CRM gives a member under an active program: from the stock, within the budget, once
-    per Idempotency-Key. A member of the program's control group gets nothing (409)."""
+    per Idempotency-Key. A member of the program's control group gets nothing (409). A gift the
+    stock or the budget refuses is *returned* as its problem, not raised: the refusal is recorded
+    and counted (and a first budget refusal published) when the caller commits, then answered."""
     program = await session.get(Program, program_id)
     if program is None:
         raise NotFound(f"no program {program_id}", code="program-not-found")
@@ -185,7 +205,8 @@ async def custom_gift(
         )
     await lock_members(session, [body.member_id])
     live = next(p for p in await active_programs(session) if p.id == program_id)
-    issuer = await Issuer.load(session, [live], [body.member_id], [body.item_id])
+    issuer = await Issuer.load(session, [live], [body.member_id])
+    issuer.items = await lock_items(session, [body.item_id])
     request_hash = fingerprint(body)
     dedupe = once_key("crm-gift", program_id, key)
     earlier = await session.scalar(select(Reward).where(Reward.dedupe == dedupe))
@@ -205,10 +226,29 @@ async def custom_gift(
     cycle = domain.cycle_of(live.program.schedule, issuer.now)
     due = Due(None, body.item_id, None if cycle is None else cycle.label, dedupe, body.note or "custom gift")
     issued = issuer.gift(live, participant, due, request_hash)
-    if issued.reward_id is None:
-        raise _refused(issued.refusal, body.item_id, live)
     await issuer.flush()
+    if issued.reward_id is None:
+        return _refused(issued.refusal, body.item_id, live)
     return _view(await _find(session, issued.reward_id))
+
+
+async def _fail_redemption(session: AsyncSession, reward: Reward, now: datetime) -> None:
+    """A redeemed gift cancelled: the redemption fails, and points gives the points back."""
+    redemption = await session.scalar(
+        select(Redemption).where(Redemption.reward_id == reward.reward_id).with_for_update()
+    )
+    if redemption is None or redemption.status != "fulfilled":
+        return
+    redemption.status, redemption.reason = "failed", "gift cancelled"
+    fail(
+        session,
+        redemption.redemption_id,
+        reward.member_id,
+        redemption.points,
+        reward.item_id,
+        "gift cancelled",
+        now,
+    )
 
 
 def _refused(reason: str | None, item_id: str, live: LiveProgram) -> Conflict | Unprocessable:

@@ -130,7 +130,7 @@ async def settle_members(
     """The statements of ``members`` for ``cycle`` (those without one yet)."""
     assert cycle.end is not None
     await lock_members(session, members)
-    issuer = await Issuer.load(session, [live], members, [])
+    issuer = await Issuer.load(session, [live], members)
     program = live.program
     since = min(program.schedule.starts, add_months(cycle.end, -12))
     params = {

@@ -26,6 +26,7 @@ from loyalty_shared.events.rewards import (
     ProgramBudgetExhausted,
     ProgramMemberEnrolled,
     RebateSettled,
+    RedemptionFailed,
     RewardFulfilmentChanged,
     RewardIssued,
 )
@@ -52,6 +53,7 @@ EVENT_TYPES: dict[str, type[EventData]] = {
         ProgramBudgetExhausted,
         RebateSettled,
         CouponUsed,
+        RedemptionFailed,
     )
 }
 
@@ -86,6 +88,7 @@ __all__ = [
     "ProgramBudgetExhausted",
     "ProgramMemberEnrolled",
     "RebateSettled",
+    "RedemptionFailed",
     "RewardFulfilmentChanged",
     "RewardIssued",
     "TierBenefits",

@@ -118,3 +118,18 @@ class CouponUsed(EventData):
     discount: Money
     currency: Currency
     used_at: AwareDatetime
+
+
+class RedemptionFailed(EventData):
+    """A catalog redemption rewards could not fulfil (out of stock, withdrawn, not for this tier...)
+    or whose gift was cancelled: the points service gives the points back, once."""
+
+    event_type: ClassVar[str] = "redemption.failed"
+    topic: ClassVar[str] = REWARDS_TOPIC
+
+    redemption_id: str = Field(description="the points service's redemption")
+    member_id: MemberId
+    points: int = Field(gt=0)
+    item_id: str | None = None
+    reason: str
+    failed_at: AwareDatetime

@@ -8,10 +8,11 @@ from fastapi import APIRouter, Depends, Path
 
 from loyalty_shared.api import MemberIdPath, Rt
 from loyalty_shared.auth import AuthenticatedRoute, Principal, require
-from loyalty_shared.errors import problem_responses
+from loyalty_shared.errors import Problem, problem_responses
 from loyalty_shared.idempotency import idempotency_key
 from rewards_service.api.programs import ProgramId
 from rewards_service.coupons import CouponIssue, CouponIssueResult, issue_coupons
+from rewards_service.redemptions import RedemptionList, member_redemptions
 from rewards_service.rewards import (
     BudgetView,
     CustomGiftBody,
@@ -38,6 +39,15 @@ NO_REWARD = (404, "no such reward")
 async def get_member_rewards(member_id: MemberIdPath, rt: Rt, _: Crm) -> RewardList:
     async with rt.sessions() as session:
         return await member_rewards(session, member_id)
+
+
+@router.get(
+    "/v1/members/{member_id}/redemptions", response_model=RedemptionList, responses=problem_responses(422)
+)
+async def get_member_redemptions(member_id: MemberIdPath, rt: Rt, _: Crm) -> RedemptionList:
+    """The member's catalog redemptions: fulfilled, or failed and (once points gave them back) refunded."""
+    async with rt.sessions() as session:
+        return await member_redemptions(session, member_id)
 
 
 @router.get("/v1/rewards/{reward_id}", response_model=RewardView, responses=problem_responses(NO_REWARD, 422))
@@ -73,7 +83,10 @@ async def post_gift(
 ) -> RewardView:
     """A custom gift from the catalog under the program's budget, once per Idempotency-Key."""
     async with rt.unit_of_work() as session:
-        return await custom_gift(session, program_id, body, key, f"crm-key:{principal.key_id}")
+        result = await custom_gift(session, program_id, body, key, f"crm-key:{principal.key_id}")
+    if isinstance(result, Problem):
+        raise result  # refused: the refusal is recorded (committed above)
+    return result
 
 
 @router.get(
