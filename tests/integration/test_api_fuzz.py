@@ -20,12 +20,13 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 import pytest
 import requests
 import schemathesis
 from conftest import ServiceProcessFactory
-from harness import CRM_KEY, OTHER_PARTNER_KEY, PARTNER_KEY
+from harness import CRM_KEY, OTHER_PARTNER_KEY, PARTNER_KEY, SHOP_KEY, consumed, eventually, publish
 from hypothesis import HealthCheck, given, settings
 from hypothesis.errors import Unsatisfiable
 from schemathesis import Case, GenerationMode
@@ -37,6 +38,9 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
+from loyalty_shared.envelope import new_event
+from loyalty_shared.events import PartnerLinked
+
 pytestmark = pytest.mark.fuzz
 
 FUZZED_SERVICES = ("points", "tiers", "rewards")  # a new service: add its name here
@@ -45,8 +49,18 @@ SCALE = int(os.environ.get("LOYALTY_FUZZ_SCALE", "1"))
 MAX_EXAMPLES = {"crm": 25 * SCALE, "partner": 10 * SCALE, "no-key": 10 * SCALE}  # per operation and mode
 KEYS = {"crm": CRM_KEY, "partner": PARTNER_KEY, "no-key": None}
 
-# What a partner key may call (README, REST API): the points reads of members linked to it.
-PARTNER_READS = frozenset({"GET /v1/members/{member_id}/points", "GET /v1/members/{member_id}/points/ledger"})
+# What a partner key may call (README, REST API): the points reads and the reward balances of members
+# linked to it.
+PARTNER_READS = frozenset(
+    {
+        "GET /v1/members/{member_id}/points",
+        "GET /v1/members/{member_id}/points/ledger",
+        "GET /v1/members/{member_id}/balances",
+    }
+)
+SHOP_ONLY = (
+    "checkout"  # the tag of the operations only the e-commerce backend calls (the crm run uses its key)
+)
 PARTNER_ID = "P-1"  # PARTNER_KEY's partner; OTHER_PARTNER_KEY is P-2's
 PARTNER_LINK = "/v1/partners/{partner_id}/members/{member_id}"
 KNOWN_MEMBER = "M-fuzz-1"  # linked to P-1 where partner links exist; the crm run writes, then reads it
@@ -110,6 +124,8 @@ def runs(mode: str, operation: schemathesis.APIOperation) -> Iterator[Run]:
         yield Run(OTHER_PARTNER_KEY, examples, not_linked, member=KNOWN_MEMBER)
         yield Run(key, examples, linked, member=KNOWN_MEMBER)
     else:
+        if SHOP_ONLY in operation.definition.raw.get("tags", []):
+            key = SHOP_KEY
         yield Run(key, examples, not_refused)
         if "{member_id}" in operation.path:
             yield Run(key, examples, not_refused, member=KNOWN_MEMBER)
@@ -169,6 +185,11 @@ async def test_api_fuzz(name: str, mode: str, service_factory: ServiceProcessFac
         if PARTNER_LINK in openapi["paths"]:
             path = PARTNER_LINK.format(partner_id=PARTNER_ID, member_id=KNOWN_MEMBER)
             assert (await crm.put(path)).status_code == 204
+        elif name == "rewards":  # rewards learns partner links from the points service's events
+            data = PartnerLinked(partner_id=PARTNER_ID, member_id=KNOWN_MEMBER, at=datetime.now(UTC))
+            link = new_event("partner.linked", "urn:loyalty:points", KNOWN_MEMBER, data)
+            await publish(service.infra, service.prefix + "loyalty.points", [link])
+            await eventually(lambda: consumed(service, link), what="the partner link consumed")
     schema = schemathesis.openapi.from_dict(openapi)
     operations = sorted(
         (result.ok() for result in schema.get_all_operations()), key=lambda op: METHOD_ORDER[op.method]

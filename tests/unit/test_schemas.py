@@ -87,6 +87,8 @@ DATA: dict[str, dict[str, Any]] = {
         "reason": "qualified",
         "points_multiplier": "1.25",
     },
+    "partner.linked": {"partner_id": "P-1", "member_id": "m-42", "at": "2026-02-01T00:00:00Z"},
+    "partner.unlinked": {"partner_id": "P-1", "member_id": "m-42", "at": "2026-02-02T00:00:00Z"},
     "program.member_enrolled": {
         "program_id": "p-1",
         "program_version": 1,

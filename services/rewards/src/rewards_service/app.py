@@ -35,7 +35,7 @@ from rewards_service.redemptions import Redeemer, redeemed_items
 from rewards_service.settings import RewardsSettings
 from rewards_service.settlement import settlement_job
 
-# What the handler does beyond the member facts: redemptions to fulfil, refunds to note.
+# Events that also drive the redemption saga: redemptions to fulfil, refunds to note.
 SAGA = (PointsRedeemed.event_type, PointsAdjusted.event_type)
 
 
@@ -57,15 +57,13 @@ async def apply_events(session: AsyncSession, deliveries: Sequence[Delivery]) ->
         redeemer = await Redeemer.load(session, deliveries, items)
     for delivery in deliveries:
         data = delivery.data
+        changed = APPLIERS[delivery.type](facts, delivery)
         if isinstance(data, PointsRedeemed):
             assert redeemer is not None
             redeemer.on_redeemed(facts, data)
-            continue
-        if isinstance(data, PointsAdjusted):
+        elif isinstance(data, PointsAdjusted):
             assert redeemer is not None
             redeemer.on_adjusted(data)
-            continue
-        changed = APPLIERS[delivery.type](facts, delivery)
         if issuer is None:
             continue
         if isinstance(data, OrderPaid) and changed:
@@ -90,7 +88,7 @@ DEFINITION = ServiceDefinition(
     kit=kit,
     routers=(programs.router, catalog.router, rewards.router, settlements.router, checkout.router),
     consumes=(ORDERS_TOPIC, TIERS_TOPIC, POINTS_TOPIC),
-    handles=(*APPLIERS, *SAGA),
+    handles=tuple(APPLIERS),
     handler=apply_events,
     jobs=(settlement_job, coupon_expiry_job),
 )

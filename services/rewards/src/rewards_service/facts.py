@@ -21,7 +21,19 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from loyalty_shared.db import SCALE, arrays_of, unnest_insert
-from loyalty_shared.events import OrderCancelled, OrderPaid, OrderRefunded, TierChanged
+from loyalty_shared.events import (
+    OrderCancelled,
+    OrderPaid,
+    OrderRefunded,
+    PartnerLinked,
+    PartnerUnlinked,
+    PointsAdjusted,
+    PointsEarned,
+    PointsExpired,
+    PointsRedeemed,
+    PointsReversed,
+    TierChanged,
+)
 from loyalty_shared.handling import Delivery
 from loyalty_shared.orders import PaidOrder, check_cancel, check_refund
 from rewards_service import domain
@@ -97,6 +109,23 @@ _UPDATE_MEMBERS = text(
 )
 
 
+_ADD_POINTS = text(
+    "INSERT INTO points_balances (member_id, points, as_of) SELECT * FROM unnest("
+    "CAST(:members AS text[]), CAST(:deltas AS bigint[]), CAST(:as_of AS timestamptz[])) "
+    "ON CONFLICT (member_id) DO UPDATE SET points = points_balances.points + excluded.points, "
+    "as_of = GREATEST(points_balances.as_of, excluded.as_of)"
+)
+_LINK = text(
+    "INSERT INTO partner_members (partner_id, member_id, linked_at) SELECT * FROM unnest("
+    "CAST(:partners AS text[]), CAST(:members AS text[]), CAST(:at AS timestamptz[])) "
+    "ON CONFLICT DO NOTHING"
+)
+_UNLINK = text(
+    "DELETE FROM partner_members AS p USING unnest(CAST(:partners AS text[]), CAST(:members AS text[])) "
+    "AS v(partner_id, member_id) WHERE p.partner_id = v.partner_id AND p.member_id = v.member_id"
+)
+
+
 @dataclass
 class Facts:
     session: AsyncSession
@@ -105,6 +134,8 @@ class Facts:
     refunds: set[tuple[str, str]]
     new_refunds: list[dict[str, object]] = field(default_factory=list)
     history: dict[str, list[OrderRow]] | None = None  # per member, when loaded with history_since
+    points: dict[str, tuple[int, datetime]] = field(default_factory=dict)  # member: (delta, as of)
+    links: dict[tuple[str, str], datetime | None] = field(default_factory=dict)  # None: unlinked
 
     @classmethod
     async def load(
@@ -152,6 +183,18 @@ class Facts:
             await execute(_INSERT_REFUNDS, {n: [r[n] for r in self.new_refunds] for n in _REFUND_COLUMNS})
         if members := [m for m in self.members.values() if m.dirty]:
             await execute(_UPDATE_MEMBERS, arrays_of(members, _MEMBER_CHANGES))
+        if self.points:
+            ids = sorted(self.points)
+            deltas = {"members": ids, "deltas": [self.points[m][0] for m in ids]}
+            await execute(_ADD_POINTS, deltas | {"as_of": [self.points[m][1] for m in ids]})
+        if linked := [k for k, at in self.links.items() if at is not None]:
+            at = [self.links[k] for k in linked]
+            params = {"partners": [p for p, _ in linked], "members": [m for _, m in linked], "at": at}
+            await execute(_LINK, params)
+        if unlinked := [k for k, at in self.links.items() if at is None]:
+            await execute(
+                _UNLINK, {"partners": [p for p, _ in unlinked], "members": [m for _, m in unlinked]}
+            )
 
 
 def order_paid(facts: Facts, delivery: Delivery) -> bool:
@@ -225,11 +268,41 @@ def tier_changed(facts: Facts, delivery: Delivery) -> bool:
     return False
 
 
+def _points_moved(facts: Facts, delivery: Delivery, points: int) -> bool:
+    member = delivery.data.member_id
+    delta, as_of = facts.points.get(member, (0, delivery.event.time))
+    facts.points[member] = (delta + points, max(as_of, delivery.event.time))
+    return True
+
+
+def points_event(facts: Facts, delivery: Delivery) -> bool:
+    """The points projection moves as the member's points ledger moved."""
+    data = delivery.data
+    if isinstance(data, PointsEarned | PointsAdjusted):
+        return _points_moved(facts, delivery, data.points)
+    assert isinstance(data, PointsReversed | PointsRedeemed | PointsExpired)
+    return _points_moved(facts, delivery, -data.points)
+
+
+def partner_link(facts: Facts, delivery: Delivery) -> bool:
+    """Links in event order: the last change of a (partner, member) pair in the batch wins."""
+    data = delivery.data
+    assert isinstance(data, PartnerLinked | PartnerUnlinked)
+    facts.links[(data.partner_id, data.member_id)] = data.at if isinstance(data, PartnerLinked) else None
+    return True
+
+
 APPLIERS: dict[str, Callable[[Facts, Delivery], bool]] = {
     OrderPaid.event_type: order_paid,
     OrderRefunded.event_type: order_refunded,
     OrderCancelled.event_type: order_cancelled,
     TierChanged.event_type: tier_changed,
+    **{
+        model.event_type: points_event
+        for model in (PointsEarned, PointsReversed, PointsRedeemed, PointsExpired, PointsAdjusted)
+    },
+    PartnerLinked.event_type: partner_link,
+    PartnerUnlinked.event_type: partner_link,
 }
 
 

@@ -9,6 +9,7 @@ from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import (
+    BigInteger,
     CheckConstraint,
     ForeignKey,
     Index,
@@ -391,3 +392,23 @@ class Redemption(Base):
         CheckConstraint("status IN ('fulfilled', 'failed', 'refunded')", name="known_status"),
         Index("ix_redemptions_member", "member_id", "at"),
     )
+
+
+class PointsBalance(Base):
+    """A projection of ``loyalty.points``: the member's points balance net of debt (the sum of their
+    points ledger, as each event moved it), as of the last event seen. Points stays the authority."""
+
+    __tablename__ = "points_balances"
+    member_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    points: Mapped[int] = mapped_column(BigInteger)
+    as_of: Mapped[datetime] = mapped_column(Timestamp)
+
+
+class PartnerMember(Base):
+    """Which partner serves which member, as the points service (their owner) published it."""
+
+    __tablename__ = "partner_members"
+    partner_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    member_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    linked_at: Mapped[datetime] = mapped_column(Timestamp)
+    __table_args__ = (Index("ix_partner_members_member", "member_id"),)

@@ -14,6 +14,8 @@ from loyalty_shared.events.orders import (
 )
 from loyalty_shared.events.points import (
     POINTS_TOPIC,
+    PartnerLinked,
+    PartnerUnlinked,
     PointsAdjusted,
     PointsEarned,
     PointsExpired,
@@ -46,6 +48,8 @@ EVENT_TYPES: dict[str, type[EventData]] = {
         PointsRedeemed,
         PointsExpired,
         PointsAdjusted,
+        PartnerLinked,
+        PartnerUnlinked,
         TierChanged,
         ProgramMemberEnrolled,
         RewardIssued,
@@ -80,6 +84,8 @@ __all__ = [
     "OrderLine",
     "OrderPaid",
     "OrderRefunded",
+    "PartnerLinked",
+    "PartnerUnlinked",
     "PointsAdjusted",
     "PointsEarned",
     "PointsExpired",

@@ -67,3 +67,24 @@ class PointsAdjusted(EventData):
     points: int
     reason: str
     actor: str
+
+
+class PartnerLinked(EventData):
+    """A partner serves this member from now on: its partner key may read the member's points and
+    rewards. The points service owns partner links; the rewards service learns them from these."""
+
+    event_type: ClassVar[str] = "partner.linked"
+    topic: ClassVar[str] = POINTS_TOPIC
+
+    partner_id: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$")
+    member_id: MemberId
+    at: AwareDatetime
+
+
+class PartnerUnlinked(EventData):
+    event_type: ClassVar[str] = "partner.unlinked"
+    topic: ClassVar[str] = POINTS_TOPIC
+
+    partner_id: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$")
+    member_id: MemberId
+    at: AwareDatetime

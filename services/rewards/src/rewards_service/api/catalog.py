@@ -35,7 +35,9 @@ Key = Annotated[str, Depends(idempotency_key)]
 NO_ITEM = (404, "no such item")
 
 
-@router.post("", status_code=201, response_model=ItemView, responses=problem_responses((409, "exists"), 422))
+@router.post(
+    "", status_code=201, response_model=ItemView, responses=problem_responses(400, (409, "exists"), 422)
+)
 async def post_item(body: NewItem, rt: Rt, _: Crm) -> ItemView:
     async with rt.unit_of_work() as session:
         return await create_item(session, body)
@@ -55,7 +57,7 @@ async def get_one(item_id: ItemId, rt: Rt, _: Reader) -> ItemView:
         return await get_item(session, item_id)
 
 
-@router.put("/{item_id}", response_model=ItemView, responses=problem_responses(NO_ITEM, 422))
+@router.put("/{item_id}", response_model=ItemView, responses=problem_responses(400, NO_ITEM, 422))
 async def put_item(item_id: ItemId, terms: ItemTerms, rt: Rt, _: Crm) -> ItemView:
     """Change an item's terms (its stock moves by restocks, gifts and redemptions)."""
     async with rt.unit_of_work() as session:

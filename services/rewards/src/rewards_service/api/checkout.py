@@ -26,7 +26,7 @@ Shop = Annotated[Principal, Depends(require("ecommerce"))]
 Key = Annotated[str, Depends(idempotency_key)]
 
 
-@router.post("/quote", response_model=QuoteView, responses=problem_responses(422))
+@router.post("/quote", response_model=QuoteView, responses=problem_responses(400, 422))
 async def post_quote(body: QuoteBody, rt: Rt, _: Shop) -> QuoteView:
     """What the basket gets, with reasons: the best rate (a ladder discount earned last cycle or the
     tier's discount), the coupons given, store credit when asked for. Read-only."""

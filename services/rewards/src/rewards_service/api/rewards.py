@@ -11,6 +11,7 @@ from loyalty_shared.auth import AuthenticatedRoute, Principal, require
 from loyalty_shared.errors import Problem, problem_responses
 from loyalty_shared.idempotency import idempotency_key
 from rewards_service.api.programs import ProgramId
+from rewards_service.balances import MemberBalances, member_balances
 from rewards_service.coupons import CouponIssue, CouponIssueResult, issue_coupons
 from rewards_service.redemptions import RedemptionList, member_redemptions
 from rewards_service.rewards import (
@@ -42,6 +43,20 @@ async def get_member_rewards(member_id: MemberIdPath, rt: Rt, _: Crm) -> RewardL
 
 
 @router.get(
+    "/v1/members/{member_id}/balances",
+    response_model=MemberBalances,
+    responses=problem_responses((404, "a partner key reading a member not linked to its partner"), 422),
+)
+async def get_member_balances(
+    member_id: MemberIdPath, rt: Rt, principal: Annotated[Principal, Depends(require("crm", "partner"))]
+) -> MemberBalances:
+    """What the member holds: points (projected from the points service), store credit, open coupons
+    and issued rewards. A partner key reads its own members only."""
+    async with rt.sessions() as session:
+        return await member_balances(session, principal, member_id)
+
+
+@router.get(
     "/v1/members/{member_id}/redemptions", response_model=RedemptionList, responses=problem_responses(422)
 )
 async def get_member_redemptions(member_id: MemberIdPath, rt: Rt, _: Crm) -> RedemptionList:
@@ -59,7 +74,7 @@ async def get_one(reward_id: RewardId, rt: Rt, _: Crm) -> RewardView:
 @router.put(
     "/v1/rewards/{reward_id}/fulfilment",
     response_model=RewardView,
-    responses=problem_responses(NO_REWARD, (409, "not a gift, or not allowed from its status"), 422),
+    responses=problem_responses(400, NO_REWARD, (409, "not a gift, or not allowed from its status"), 422),
 )
 async def put_fulfilment(reward_id: RewardId, body: FulfilmentBody, rt: Rt, principal: Crm) -> RewardView:
     """Move a gift along issued → shipped → delivered, or cancel it (its unit goes back to stock)."""
