@@ -22,6 +22,7 @@ from rewards_service.programs import (
     list_programs,
     program_versions,
 )
+from rewards_service.simulations import SimulationView, simulate_program
 
 router = APIRouter(prefix="/v1/programs", tags=["programs"], route_class=AuthenticatedRoute)
 
@@ -98,3 +99,16 @@ async def post_lifecycle(program_id: ProgramId, body: LifecycleBody, rt: Rt, pri
 async def get_versions(program_id: ProgramId, rt: Rt, _: Crm) -> VersionList:
     async with rt.sessions() as session:
         return await program_versions(session, program_id)
+
+
+@router.post(
+    "/{program_id}/simulations",
+    response_model=SimulationView,
+    responses=problem_responses((404, "no such program"), 422),
+)
+async def post_simulation(program_id: ProgramId, rt: Rt, _: Crm) -> SimulationView:
+    """A dry run on history: what the program (any status, a draft typically) would have issued over
+    the orders the service has seen: members reached, rewards and cost by kind, refusals, the budget
+    burn by cycle. Nothing is issued or written."""
+    async with rt.sessions() as session:
+        return await simulate_program(session, program_id)
