@@ -20,8 +20,9 @@ hands the records to the runner's ``handle_batch`` as from one poll and collects
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 from unittest.mock import patch
@@ -29,11 +30,14 @@ from unittest.mock import patch
 from harness import Infra
 from hypothesis import HealthCheck, given, seed, settings
 from hypothesis import strategies as st
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncSession
 from test_batched_equals_sequential import MEMBERS, SNAPSHOTS, START, Step, _event, assert_same
 
 from loyalty_shared.envelope import CloudEvent
 from loyalty_shared.events import OrderCancelled, OrderPaid, OrderRefunded, TierChanged
 from rewards_service.app import DEFINITION as REWARDS
+from rewards_service.domain import program_document, program_from_document
 
 KINDS = ("paid", "paid", "paid", "refund", "refund", "cancel", "tier", "tier", "again", "paid again")
 TIERS = ("Bronze", "Silver", "Gold", "Platinum")
@@ -264,3 +268,78 @@ def _cases(steps: Sequence[Step]) -> set[str]:
                 if data["order_id"] in cancelled:
                     cases.add("refund after a cancel")
     return cases
+
+
+# --- with programs issuing: gifts, enrolments, budget and stock refusals ------------------------------
+
+PROGRAM_ID = "00000000-0000-4000-8000-000000000001"  # fixed: holdouts and once-keys depend on it
+GIFTS: dict[str, Any] = {
+    "name": "Gifts",
+    "objective": "bigger orders",
+    "control_share": "0.3",
+    "measures": [
+        {"id": "big-order", "kind": "threshold-gift", "basis": "order", "min": "300", "item": "mug"},
+        {"id": "month-spend", "kind": "threshold-gift", "basis": "cycle-spend", "min": "900", "item": "pen"},
+    ],
+    "schedule": {"starts": "2026-01-01T00:00:00+00:00", "cycle": "month"},
+    "budget": {"currency": "EUR", "cap": "100.00", "per_member_cap": "60.00"},
+}
+ISSUING_SNAPSHOT = {
+    **REWARDS_SNAPSHOT,
+    "rewards": "SELECT member_id, program_id, version, measure_id, kind, cycle, item_id, cost, status, reason, "
+    "dedupe FROM rewards ORDER BY dedupe",
+    "participants": "SELECT program_id, member_id, grp, version, given FROM participants ORDER BY 1, 2",
+    "budgets": "SELECT program_id, committed, spent, refusals, exhausted_at FROM budgets ORDER BY 1",
+    "refusals": "SELECT program_id, measure_id, member_id, cycle, reason, cost FROM refusals ORDER BY id",
+    "stock": "SELECT item_id, stock FROM catalog_items ORDER BY 1",
+}
+NOW = datetime(2026, 6, 1, tzinfo=UTC)
+
+
+async def gifts_program(session: AsyncSession) -> None:
+    document = program_document(program_from_document(GIFTS))
+    await session.execute(
+        text(
+            "INSERT INTO programs (id, name, status, version, created_by, created_at, status_changed_at) "
+            "VALUES (:id, 'Gifts', 'active', 1, 'test', :now, :now)"
+        ),
+        {"id": PROGRAM_ID, "now": NOW},
+    )
+    await session.execute(
+        text(
+            "INSERT INTO program_versions (program_id, version, document, created_by, created_at) "
+            "VALUES (:id, 1, CAST(:document AS jsonb), 'test', :now)"
+        ),
+        {"id": PROGRAM_ID, "document": json.dumps(document), "now": NOW},
+    )
+    for item, value, stock in (("mug", "25.00", 3), ("pen", "10.00", 50)):
+        await session.execute(
+            text(
+                "INSERT INTO catalog_items (item_id, kind, name, currency, value, stock, status, created_at, "
+                "updated_at) VALUES (:item, 'gift', :item, 'EUR', :value, :stock, 'active', :now, :now)"
+            ),
+            {"item": item, "value": Decimal(value), "stock": stock, "now": NOW},
+        )
+
+
+@settings(
+    max_examples=40,
+    deadline=None,
+    database=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
+@seed(20261205)
+@given(history=histories())
+def test_rewards_issuing_batched_equals_sequential(
+    infra: Infra, history: tuple[list[Step], list[bool]]
+) -> None:
+    """With an active program: the same gifts (once per key), enrolments, budget use, refusals
+    (budget, member cap, stock of 3 mugs) and published events, batched or one by one."""
+    with patch.dict(SNAPSHOTS, {"rewards": ISSUING_SNAPSHOT}):
+        state = assert_same(infra, REWARDS, history, NOW, setup=gifts_program)
+    budget = state["budgets"]
+    used = sum((r[7] for r in state["rewards"]), Decimal(0))
+    assert not budget or budget[0][1] == used <= Decimal(100)
+    assert all(r[4] <= Decimal(60) for r in state["participants"])
+    controls = {r[1] for r in state["participants"] if r[2] == "control"}
+    assert not controls & {r[0] for r in state["rewards"]}
