@@ -102,6 +102,7 @@ async def test_a_quote_gives_the_best_rate_then_coupons_then_store_credit(reward
 
 async def test_fifty_concurrent_uses_of_one_coupon_succeed_once(rewards: ServiceProcess) -> None:
     program_id = await activate(rewards, DISCOUNTS)
+    await set_clock(rewards, Q1 + timedelta(days=1))  # coupons are issued while the program runs
     member = unique("M")
     [coupon] = (await coupons_for(rewards, program_id, [member]))["issued"]
     use = {"code": coupon["code"], "member_id": member, "currency": "EUR", "basket_total": "80.00"}
@@ -134,6 +135,7 @@ async def test_fifty_concurrent_uses_of_one_coupon_succeed_once(rewards: Service
 
 async def test_a_coupon_below_its_minimum_or_of_another_member_is_refused(rewards: ServiceProcess) -> None:
     program_id = await activate(rewards, DISCOUNTS)
+    await set_clock(rewards, Q1 + timedelta(days=1))  # coupons are issued while the program runs
     member = unique("M")
     [coupon] = (await coupons_for(rewards, program_id, [member]))["issued"]
     use = {"code": coupon["code"], "member_id": member, "currency": "EUR", "order_id": "O-1"}
@@ -187,6 +189,7 @@ async def test_an_unused_coupon_expires_and_gives_its_budget_back(
 ) -> None:
     rewards = await service_factory("rewards", LOYALTY_SETTLEMENT_INTERVAL_S="0.5")
     program_id = await activate(rewards, DISCOUNTS)
+    await set_clock(rewards, Q1 + timedelta(days=1))  # coupons are issued while the program runs
     members = [unique("M"), unique("M")]
     issued = (await coupons_for(rewards, program_id, members))["issued"]
     assert len(issued) == 2
@@ -206,3 +209,14 @@ async def test_an_unused_coupon_expires_and_gives_its_budget_back(
             (await client.get(f"/v1/members/{m}/rewards")).json()["items"][0]["status"] for m in members
         ]
     assert statuses == ["expired", "expired"]
+
+
+async def test_no_coupon_is_issued_before_the_program_starts(rewards: ServiceProcess) -> None:
+    program_id = await activate(rewards, DISCOUNTS)  # starts in 2027; the clock reads today
+    async with rewards.client() as client:
+        response = await client.post(
+            f"/v1/programs/{program_id}/coupons",
+            json={"measure_id": "welcome", "member_ids": [unique("M")]},
+            headers={"Idempotency-Key": "early"},
+        )
+    assert_problem(response, 409, "outside-schedule")

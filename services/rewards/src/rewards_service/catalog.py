@@ -8,9 +8,9 @@ unit each under the item's row lock; a cancelled gift returns it.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import AwareDatetime, BaseModel, Field, model_validator
+from pydantic import AwareDatetime, BaseModel, Field, StringConstraints, model_validator
 from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -37,7 +37,7 @@ class ItemTerms(BaseModel):
     points_price: int | None = Field(
         default=None, ge=1, le=100_000_000, description="what a member redeems it for; none: not redeemable"
     )
-    tiers: list[str] = Field(
+    tiers: list[Annotated[str, StringConstraints(pattern=TIER)]] = Field(
         default_factory=list, max_length=32, description="tiers that may redeem it (empty: every tier)"
     )
     valid_from: AwareDatetime | None = None
@@ -48,9 +48,6 @@ class ItemTerms(BaseModel):
     def _window(self) -> ItemTerms:
         if self.valid_from and self.valid_until and self.valid_until <= self.valid_from:
             raise ValueError("valid_until must be after valid_from")
-        for tier in self.tiers:
-            if not (1 <= len(tier) <= 32) or not tier[0].isalpha():
-                raise ValueError(f"{tier!r} is not a tier name")
         return self
 
 

@@ -131,6 +131,8 @@ async def issue_coupons(
         return CouponIssueResult(issued=[_issued(c) for c in coupons], skipped=[])
     issuer = await Issuer.load(session, [live], members)
     now, currency = issuer.now, live.program.budget.currency
+    if not live.program.schedule.holds(now):
+        raise Conflict(f"program {program_id} does not run now (see its schedule)", code="outside-schedule")
     terms = domain.coupon_terms(measure, now)
     cycle = domain.cycle_of(live.program.schedule, now)
     issued: list[IssuedCoupon] = []

@@ -214,6 +214,8 @@ async def custom_gift(
         if earlier.request_hash != request_hash:
             raise reused_key(key)
         return _view(earlier)
+    if not live.program.schedule.holds(issuer.now):
+        raise Conflict(f"program {program_id} does not run now (see its schedule)", code="outside-schedule")
     group = (
         "control" if domain.holdout(program_id, body.member_id, live.program.control_share) else "treatment"
     )
