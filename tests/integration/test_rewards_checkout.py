@@ -126,7 +126,7 @@ async def test_fifty_concurrent_uses_of_one_coupon_succeed_once(rewards: Service
     assert (again.status_code, again.json()) == (200, winner)
     async with rewards.client() as client:
         view = (await client.get(f"/v1/programs/{program_id}/budget")).json()
-    assert (view["committed"], view["spent"]) == ("0.0000", "10.0000")
+    assert (view["committed"], view["spent"]) == ("0.00", "10.00")
     used = await published(rewards, "loyalty.rewards", event_type="coupon.used", member=member)
     assert [(e["data"]["order_id"], e["data"]["code_hint"]) for e in used] == [
         (winner["order_id"], coupon["code"][-4:])
@@ -178,9 +178,9 @@ async def test_concurrent_wallet_spends_never_take_it_below_zero(
     assert sorted(a.status_code for a in answers) == [200] * 4 + [409] * 6
     async with rewards.client() as client:
         wallet = (await client.get(f"/v1/members/{member}/wallet")).json()
-    assert wallet["balances"] == [{"currency": "EUR", "balance": "2.0000"}]
+    assert wallet["balances"] == [{"currency": "EUR", "balance": "2.00"}]
     assert sorted(e["balance_after"] for e in wallet["entries"]) == sorted(
-        ["30.0000", "23.0000", "16.0000", "9.0000", "2.0000"]
+        ["30.00", "23.00", "16.00", "9.00", "2.00"]
     )
 
 
@@ -194,14 +194,14 @@ async def test_an_unused_coupon_expires_and_gives_its_budget_back(
     issued = (await coupons_for(rewards, program_id, members))["issued"]
     assert len(issued) == 2
     async with rewards.client() as client:
-        assert (await client.get(f"/v1/programs/{program_id}/budget")).json()["committed"] == "20.0000"
+        assert (await client.get(f"/v1/programs/{program_id}/budget")).json()["committed"] == "20.00"
     expires = datetime.fromisoformat(issued[0]["expires_at"])
     await set_clock(rewards, expires + timedelta(seconds=1))
 
     async def released() -> bool:
         async with rewards.client() as client:
             view = (await client.get(f"/v1/programs/{program_id}/budget")).json()
-        return bool(view["committed"] == "0.0000" and view["remaining"] == "5000.0000")
+        return bool(view["committed"] == "0.00" and view["remaining"] == "5000.00")
 
     await eventually(released, what="the coupons' commitment released")
     async with rewards.client() as client:

@@ -113,14 +113,14 @@ async def test_a_threshold_gift_once_per_cycle_under_duplicates_and_replay(rewar
     assert len(await rewards_of(rewards, member)) == 2
     view = await budget(rewards, program_id)
     assert (view["committed"], view["spent"], view["remaining"], view["refusals"]) == (
-        "50.0000",
-        "0.0000",
-        "950.0000",
+        "50.00",
+        "0.00",
+        "950.00",
         0,
     )
     assert [(b["cycle"], b["issued"], b["cost"]) for b in view["burn"]] == [
-        ("2026-Q1", 1, "25.0000"),
-        ("2026-Q2", 1, "25.0000"),
+        ("2026-Q1", 1, "25.00"),
+        ("2026-Q2", 1, "25.00"),
     ]
     assert await count(rewards, "SELECT stock FROM catalog_items WHERE item_id = 'mug'") == 48
 
@@ -138,7 +138,7 @@ async def test_a_budget_running_out_mid_batch_never_over_issues(rewards: Service
 
     assert await count(rewards, "SELECT count(*) FROM rewards WHERE program_id = $1", program_id) == 3
     view = await budget(rewards, program_id)
-    assert (view["committed"], view["remaining"], view["refusals"]) == ("75.0000", "0.0000", 7)
+    assert (view["committed"], view["remaining"], view["refusals"]) == ("75.00", "0.00", 7)
     assert view["refusals_by_reason"] == {"budget-exhausted": 7}
     assert view["exhausted_at"] is not None
     exhausted = await published(rewards, "loyalty.rewards", event_type="program.budget_exhausted")

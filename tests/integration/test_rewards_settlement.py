@@ -92,17 +92,17 @@ async def test_a_quarter_rebate_settles_once_credited_once_and_a_late_refund_adj
     [q1] = await statements(rewards, member)
     assert (q1["cycle"], q1["net_spend"], q1["orders"], q1["step_min"], q1["rebate"], q1["payable"]) == (
         "2027-Q1",
-        "6500.0000",
+        "6500.00",
         2,
-        "5000.0000",
-        "195.0000",
-        "195.0000",
+        "5000.00",
+        "195.00",
+        "195.00",
     )
     assert (q1["points"], q1["status"]) == (19500, "paid")
     assert [(line["kind"], line["order_id"], line["deducted"], line["amount"]) for line in q1["lines"]] == [
-        ("order", first, "0.0000", "3000.0000"),
-        ("order", second, "500.0000", "3500.0000"),
-        ("rebate", None, None, "195.0000"),
+        ("order", first, "0.00", "3000.00"),
+        ("order", second, "500.00", "3500.00"),
+        ("rebate", None, None, "195.00"),
     ]
     settled = await published(rewards, "loyalty.rewards", event_type="rebate.settled", member=member)
     assert [(e["data"]["points"], e["data"]["cost"]) for e in settled] == [(19500, "195.00")]
@@ -133,18 +133,18 @@ async def test_a_quarter_rebate_settles_once_credited_once_and_a_late_refund_adj
     assert q1_again == q1  # a closed statement is never rewritten
     assert (q2["cycle"], q2["rebate"], q2["adjustments"], q2["payable"], q2["points"]) == (
         "2027-Q2",
-        "40.0000",
-        "-30.0000",
-        "10.0000",
+        "40.00",
+        "-30.00",
+        "10.00",
         1000,
     )
     assert [(line["kind"], line["cycle"], line["amount"]) for line in q2["lines"]][1:] == [
-        ("rebate", "2027-Q2", "40.0000"),
-        ("adjustment", "2027-Q1", "-30.0000"),
+        ("rebate", "2027-Q2", "40.00"),
+        ("adjustment", "2027-Q1", "-30.00"),
     ]
     async with rewards.client() as client:
         view = (await client.get(f"/v1/programs/{program_id}/budget")).json()
-    assert (view["spent"], view["committed"]) == ("205.0000", "0.0000")
+    assert (view["spent"], view["committed"]) == ("205.00", "0.00")
     await eventually(lambda: _adjusted(points, member, 2), what="both rebates credited in points")
     await points.assert_ledger_consistent()
 
@@ -170,9 +170,9 @@ async def test_a_cash_rebate_lands_in_the_wallet_once(rewards: ServiceProcess) -
     assert (await settle(rewards))["paid"] == 0
     async with rewards.client() as client:
         wallet = (await client.get(f"/v1/members/{member}/wallet")).json()
-    assert wallet["balances"] == [{"currency": "EUR", "balance": "30.0000"}]
+    assert wallet["balances"] == [{"currency": "EUR", "balance": "30.00"}]
     assert [(e["kind"], e["amount"], e["balance_after"]) for e in wallet["entries"]] == [
-        ("rebate", "30.0000", "30.0000")
+        ("rebate", "30.00", "30.00")
     ]
 
 

@@ -37,8 +37,8 @@ async def test_a_draft_program_simulated_on_history_issues_nothing(rewards: Serv
     view = response.json()
     assert (view["members_seen"], view["members_reached"], view["members_held_out"]) == (3, 3, 0)
     assert view["rewards"] == {"gift": 2, "rebate-points": 2}
-    assert view["cost"] == {"gift": "50.0000", "rebate-points": "170.00"}  # 150 + 20
-    assert (view["points"], view["total_cost"], view["budget_remaining"]) == (17000, "220.0000", "99780.0000")
-    assert [(b["cycle"], b["cost"]) for b in view["burn"]] == [("2027-Q1", "220.0000")]
+    assert view["cost"] == {"gift": "50.00", "rebate-points": "170.00"}  # 150 + 20
+    assert (view["points"], view["total_cost"], view["budget_remaining"]) == (17000, "220.00", "99780.00")
+    assert [(b["cycle"], b["cost"]) for b in view["burn"]] == [("2027-Q1", "220.00")]
     for table in ("rewards", "statements", "participants", "budgets", "outbox"):
         assert await count(rewards, f"SELECT count(*) FROM {table}") == 0, table

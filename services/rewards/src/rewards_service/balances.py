@@ -13,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from loyalty_shared.auth import Principal
 from loyalty_shared.errors import NotFound
-from loyalty_shared.events.types import Money
+from loyalty_shared.events.types import Amount
 from rewards_service.models import CouponCode, PartnerMember, PointsBalance
 from rewards_service.rewards import RewardView, member_rewards
 from rewards_service.wallet import WalletBalance, wallet_of
@@ -21,9 +21,9 @@ from rewards_service.wallet import WalletBalance, wallet_of
 
 class OpenCoupon(BaseModel):
     code_hint: str = Field(description="the code's last four characters")
-    percent: Money | None
-    amount: Money | None
-    min_order: Money
+    percent: Amount | None
+    amount: Amount | None
+    min_order: Amount
     currency: str
     expires_at: datetime
 

@@ -17,7 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from loyalty_shared.clock import now as clock_now
 from loyalty_shared.errors import Conflict, NotFound
-from loyalty_shared.events.types import Currency, Money
+from loyalty_shared.events.types import Amount, Currency
 from loyalty_shared.idempotency import fingerprint, reused_key
 from rewards_service.models import CatalogItem, Restock
 
@@ -33,7 +33,7 @@ class ItemTerms(BaseModel):
     name: str = Field(min_length=1, max_length=200)
     description: str | None = Field(default=None, max_length=2000)
     currency: Currency
-    value: Money = Field(description="what one unit costs a program's budget, e.g. '25.00'")
+    value: Amount = Field(description="what one unit costs a program's budget, e.g. '25.00'")
     points_price: int | None = Field(
         default=None, ge=1, le=100_000_000, description="what a member redeems it for; none: not redeemable"
     )

@@ -14,7 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from loyalty_shared.clock import now as clock_now
 from loyalty_shared.dates import add_months
 from loyalty_shared.errors import Conflict
-from loyalty_shared.events.types import Currency, Money, PositiveMoney
+from loyalty_shared.events.types import Amount, Currency, PositiveMoney
 from loyalty_shared.idempotency import fingerprint, reused_key
 from rewards_service import domain
 from rewards_service.coupons import MEMBER_ID
@@ -29,14 +29,14 @@ from rewards_service.wallet import credit_wallet
 class QuoteBody(BaseModel):
     member_id: str = Field(pattern=MEMBER_ID)
     currency: Currency
-    basket_total: Money = Field(description="the basket before discounts")
+    basket_total: Amount = Field(description="the basket before discounts")
     coupon_codes: list[str] = Field(default_factory=list, max_length=5)
     use_wallet: bool = Field(default=False, description="take store credit for what is left")
 
 
 class DiscountView(BaseModel):
     kind: Literal["ladder", "tier", "coupon", "wallet"]
-    amount: Money
+    amount: Amount
     rate: str | None = Field(default=None, description="a rate discount's rate, 0.03 = 3 %")
     reason: str
     program_id: str | None = None
@@ -46,13 +46,13 @@ class DiscountView(BaseModel):
 class QuoteView(BaseModel):
     member_id: str
     currency: str
-    basket_total: Money
+    basket_total: Amount
     discounts: list[DiscountView] = Field(
         description="in the order applied: the best rate (ladder or tier; rates do not stack), the "
         "coupons, then store credit"
     )
-    total_discount: Money
-    payable: Money
+    total_discount: Amount
+    payable: Amount
 
 
 class WalletSpend(BaseModel):
@@ -65,9 +65,9 @@ class WalletSpend(BaseModel):
 class WalletSpendResult(BaseModel):
     member_id: str
     currency: str
-    amount: Money
+    amount: Amount
     order_id: str
-    balance_after: Money
+    balance_after: Amount
     at: datetime
 
 

@@ -22,7 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from loyalty_shared.clock import now as clock_now
 from loyalty_shared.errors import Conflict, NotFound, Unprocessable
 from loyalty_shared.events import CouponUsed, RewardIssued
-from loyalty_shared.events.types import Currency, Money, PositiveMoney
+from loyalty_shared.events.types import Amount, Currency, PositiveMoney
 from loyalty_shared.idempotency import fingerprint, reused_key
 from loyalty_shared.messaging.outbox import publish
 from loyalty_shared.service import Runtime, periodic
@@ -52,9 +52,9 @@ class IssuedCoupon(BaseModel):
     member_id: str
     reward_id: str
     code: str
-    percent: Money | None
-    amount: Money | None
-    min_order: Money
+    percent: Amount | None
+    amount: Amount | None
+    min_order: Amount
     expires_at: datetime
 
 
@@ -80,7 +80,7 @@ class CouponUseResult(BaseModel):
     code: str
     member_id: str
     order_id: str
-    discount: Money
+    discount: Amount
     currency: str
     used_at: AwareDatetime
 

@@ -18,7 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from loyalty_shared.clock import now as clock_now
 from loyalty_shared.errors import Conflict, NotFound, Problem, Unprocessable
 from loyalty_shared.events import RewardFulfilmentChanged
-from loyalty_shared.events.types import Money
+from loyalty_shared.events.types import Amount
 from loyalty_shared.idempotency import fingerprint, reused_key
 from loyalty_shared.messaging.outbox import publish
 from rewards_service import domain
@@ -49,9 +49,9 @@ class RewardView(BaseModel):
     cycle: str | None
     item_id: str | None
     points: int | None
-    amount: Money | None
+    amount: Amount | None
     currency: str
-    cost: Money
+    cost: Amount
     status: str
     reason: str
     issued_at: datetime
@@ -76,17 +76,17 @@ class FulfilmentBody(BaseModel):
 class CycleBurn(BaseModel):
     cycle: str
     issued: int
-    cost: Money
+    cost: Amount
 
 
 class BudgetView(BaseModel):
     program_id: str
     currency: str
-    allocated: Money = Field(description="the cap of the version in force")
-    committed: Money = Field(description="issued, not yet consumed")
-    spent: Money
-    remaining: Money
-    per_member_cap: Money | None
+    allocated: Amount = Field(description="the cap of the version in force")
+    committed: Amount = Field(description="issued, not yet consumed")
+    spent: Amount
+    remaining: Amount
+    per_member_cap: Amount | None
     refusals: int
     refusals_by_reason: dict[str, int]
     exhausted_at: datetime | None

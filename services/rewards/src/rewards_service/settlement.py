@@ -26,7 +26,7 @@ from loyalty_shared.clock import now as clock_now
 from loyalty_shared.dates import add_months
 from loyalty_shared.errors import NotFound
 from loyalty_shared.events import RebateSettled
-from loyalty_shared.events.types import Money, SignedMoney
+from loyalty_shared.events.types import Amount, SignedAmount
 from loyalty_shared.messaging.outbox import publish
 from loyalty_shared.service import Runtime, periodic
 from rewards_service import domain
@@ -322,9 +322,9 @@ class StatementLineView(BaseModel):
     kind: str
     cycle: str
     order_id: str | None
-    paid: Money | None
-    deducted: Money | None
-    amount: SignedMoney
+    paid: Amount | None
+    deducted: Amount | None
+    amount: SignedAmount
 
 
 class StatementView(BaseModel):
@@ -337,16 +337,16 @@ class StatementView(BaseModel):
     cycle_start: datetime
     cycle_end: datetime
     currency: str
-    net_spend: Money
+    net_spend: Amount
     orders: int
     segment: str | None
-    step_min: Money | None = Field(description="the ladder step reached (none: below the first)")
-    step_value: Money | None
-    rebate: Money = Field(description="this cycle's rebate")
-    adjustments: SignedMoney = Field(description="late refunds and cancels of earlier cycles")
-    brought_forward: SignedMoney
-    payable: Money = Field(description="what was paid")
-    carried: SignedMoney = Field(description="a shortfall carried to the next statement")
+    step_min: Amount | None = Field(description="the ladder step reached (none: below the first)")
+    step_value: Amount | None
+    rebate: Amount = Field(description="this cycle's rebate")
+    adjustments: SignedAmount = Field(description="late refunds and cancels of earlier cycles")
+    brought_forward: SignedAmount
+    payable: Amount = Field(description="what was paid")
+    carried: SignedAmount = Field(description="a shortfall carried to the next statement")
     pay_as: str
     points: int | None
     status: str

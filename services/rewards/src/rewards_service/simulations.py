@@ -13,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from loyalty_shared.clock import now as clock_now
 from loyalty_shared.dates import add_months
 from loyalty_shared.errors import NotFound
-from loyalty_shared.events.types import Money
+from loyalty_shared.events.types import Amount
 from rewards_service.domain.simulation import MemberHistory, PastOrder, simulate
 from rewards_service.models import CatalogItem, Program
 from rewards_service.programs import program_at
@@ -29,7 +29,7 @@ _HISTORY = text(
 
 class CycleCost(BaseModel):
     cycle: str
-    cost: Money
+    cost: Amount
 
 
 class SimulationView(BaseModel):
@@ -39,12 +39,12 @@ class SimulationView(BaseModel):
     members_reached: int = Field(description="in the target group, treatment")
     members_held_out: int = Field(description="in the target group, control")
     rewards: dict[str, int] = Field(description="issued per kind: gift, discount, rebate-points, rebate-cash")
-    cost: dict[str, Money] = Field(description="cost per kind")
+    cost: dict[str, Amount] = Field(description="cost per kind")
     points: int = Field(description="points the points rebates would credit")
-    total_cost: Money
+    total_cost: Amount
     refusals: dict[str, int]
-    budget_cap: Money
-    budget_remaining: Money
+    budget_cap: Amount
+    budget_remaining: Amount
     burn: list[CycleCost] = Field(description="cost per cycle")
     not_simulated: list[str]
 

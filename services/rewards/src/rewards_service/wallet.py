@@ -10,7 +10,7 @@ from pydantic import BaseModel
 from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from loyalty_shared.events.types import Money, SignedMoney
+from loyalty_shared.events.types import Amount, SignedAmount
 from rewards_service.models import Wallet, WalletEntry
 
 _CREDIT = text(
@@ -60,16 +60,16 @@ async def credit_wallet(
 
 class WalletEntryView(BaseModel):
     currency: str
-    amount: SignedMoney
+    amount: SignedAmount
     kind: str
     reference: str
-    balance_after: Money
+    balance_after: Amount
     at: datetime
 
 
 class WalletBalance(BaseModel):
     currency: str
-    balance: Money
+    balance: Amount
 
 
 class WalletView(BaseModel):

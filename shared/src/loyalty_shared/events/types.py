@@ -73,6 +73,23 @@ def money_text(amount: Decimal) -> str:
     return format(cents if cents == amount else amount.normalize(), "f")
 
 
+# Money in REST answers, written as a person writes it whatever the column's scale ("25.00", not
+# "25.0000"); read like Money.
+_AS_TEXT = PlainSerializer(money_text, return_type=str, when_used="json")
+Amount = Annotated[
+    Decimal,
+    BeforeValidator(_parse_money),
+    _AS_TEXT,
+    WithJsonSchema({"type": "string", "pattern": MONEY_PATTERN}),
+]
+SignedAmount = Annotated[
+    Decimal,
+    BeforeValidator(_parse_signed_money),
+    _AS_TEXT,
+    WithJsonSchema({"type": "string", "pattern": SIGNED_MONEY_PATTERN}),
+]
+
+
 class EventData(BaseModel):
     """The ``data`` of one event type; the class knows its CloudEvent type and its topic."""
 
