@@ -341,6 +341,31 @@ async def _applied(dev: Dev, events: list[CloudEvent]) -> dict[str, object]:
     return found
 
 
+def test_simulate_runs_the_rewards_demo_to_a_rebate_statement_credited_in_points(dev: Dev) -> None:
+    """With no service flags, simulate sets up the demo programs in the dev's rewards service, shows
+    rewards issued, closes the quarter on the settable clock and prints a statement and its credit."""
+    fed = dev.simulate(
+        *("--seed", "5", "--members", "8", "--orders", "240", "--rate", "0", "--show", "3", "--wait", "90")
+    )
+    out = fed.stdout
+    assert fed.returncode == 0, out + fed.stderr
+    assert f"rewards demo programs on {dev.url('rewards')}" in out, out
+    assert "'Key accounts: quarterly volume rebate' " in out, out
+    assert "settled (POST /v1/settlements): 1 cycle(s)" in out, out
+    statement = re.search(r"rebate statement of (M-\d+), .*?\n(?:.*\n)*?\s+paid\s+([\d,]+) points", out)
+    assert statement, out
+    member, points = statement.group(1), int(statement.group(2).replace(",", ""))
+    assert f"points: +{points:,} credited to {member}" in out, out
+    with httpx.Client(timeout=10) as client:
+        ledger = client.get(
+            f"{dev.url('points')}/v1/members/{member}/points/ledger",
+            params={"limit": 100},
+            headers=dev.crm,
+        )
+        assert ledger.status_code == 200, ledger.text
+        assert points in [entry["points"] for entry in ledger.json()["items"]], ledger.text
+
+
 async def test_a_killed_service_is_restarted_and_every_order_is_applied_once(dev: Dev) -> None:
     """kill -9 of points, then of tiers, then of rewards, while orders stream in: `dev` restarts
     each (the others keep running), and once they are back every order is applied exactly once in

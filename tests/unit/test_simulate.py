@@ -302,25 +302,27 @@ def test_an_explicit_broker_without_a_dev_just_publishes() -> None:
     assert resolve(options("--topic-prefix", "t1."), LOCAL, HOME, environ={}).topic == "t1.orders"
 
 
-REWARDS = Source(
-    "rewards",
-    "rewards",
-    "--rewards-api",
+FEEDBACK = Source(
+    "feedback",
+    "feedback",
+    "--feedback-api",
     None,
-    "/v1/members/{member}/rewards",
-    (("rewards", ">"),),
+    "/v1/members/{member}/feedback",
+    (("feedback", ">"),),
     lambda body: (str(body["open"]),),
     lambda body: True,
 )
 
 
 def test_a_new_service_is_one_more_source(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(simulate, "SOURCES", (*SOURCES, REWARDS))
-    platform = LocalPlatform(LOCAL.bootstrap, False, {**LOCAL.services, "rewards": "http://r"}, LOCAL.keys)
+    monkeypatch.setattr(simulate, "SOURCES", (*SOURCES, FEEDBACK))
+    platform = LocalPlatform(LOCAL.bootstrap, False, {**LOCAL.services, "feedback": "http://f"}, LOCAL.keys)
     target = resolve(options(), platform, HOME, environ={})
-    assert [feed.source.service for feed in target.feeds] == ["points", "tiers", "rewards"]
-    table = render_table(["M-0001"], [REWARDS], {("rewards", "M-0001"): reading(REWARDS, 200, {"open": 3})})
-    assert table == ["member  rewards", "M-0001        3"]
+    assert [feed.source.service for feed in target.feeds] == ["points", "tiers", "feedback"]
+    table = render_table(
+        ["M-0001"], [FEEDBACK], {("feedback", "M-0001"): reading(FEEDBACK, 200, {"open": 3})}
+    )
+    assert table == ["member  feedback", "M-0001         3"]
 
 
 # --- the table ----------------------------------------------------------------------------------

@@ -1,7 +1,9 @@
 """``loyalty dev``: the embedded default in the foreground.
 
 PostgreSQL (one database per service) and the tansu broker from PyPI, migrations, then every
-service (points on 8001, tiers on 8002), with its output streamed here prefixed by its name.
+service (points on 8001, tiers on 8002, rewards on 8003), with its output streamed here prefixed by
+its name. The rewards service runs with a settable clock (``LOYALTY_SETTABLE_CLOCK``, never in
+production) so that ``loyalty simulate`` can close a quarter and show its rebate statements.
 
 The services are supervised: one that exits is started again (with back-off), the others keep
 running, and its events wait in the broker. Only Ctrl-C or SIGTERM stops the platform: the
@@ -52,6 +54,8 @@ HEALTHY_AFTER_S = 60.0
 PG_RETRY_S = 5.0
 DRAIN_REPORT_S = 5.0
 DRAIN_UNKNOWN_S = 30.0
+# Services whose clock `PUT /v1/clock` may move forward, for demos: simulate closes the quarter.
+SETTABLE_CLOCK = frozenset({"rewards"})
 PARTNER_ID = "P-ACME"
 KEYS_FILE = "dev-api-keys.json"
 # Where a running `loyalty dev` says what it runs (for `loyalty simulate` with no flags).
@@ -455,6 +459,8 @@ class DevStack:
         )
         if self.broker is not None:
             env["LOYALTY_KAFKA_ENABLE_IDEMPOTENCE"] = "false"  # tansu rejects InitProducerId
+        if spec.name in SETTABLE_CLOCK:
+            env["LOYALTY_SETTABLE_CLOCK"] = "true"  # the development environment only
         return env
 
     def migrate(self, spec: ServiceSpec) -> None:
@@ -513,6 +519,12 @@ class DevStack:
         lines = ["", "loyalty dev is running. Ctrl-C stops it.", ""]
         for service in self.services:
             lines.append(f"  {service.spec.name:<10} {service.url}   (API docs: {service.url}/docs)")
+        settable = [s.spec.name for s in self.services if s.spec.name in SETTABLE_CLOCK]
+        if settable:
+            lines.append(
+                f"  {'clock':<10} {', '.join(settable)}: settable (PUT /v1/clock, for demos: simulate "
+                "closes the quarter with it; never in production)"
+            )
         broker = (
             "tansu, in memory: Ctrl-C waits until every event is consumed"
             if self.broker
@@ -533,7 +545,11 @@ class DevStack:
             f"    curl {auth} {points}/v1/members/M-0001/points",
             f"    curl {auth} {tiers}/v1/members/M-0001/tier",
             f"    curl {auth} {tiers}/v1/tiers        (the ladder)",
-            "  feed it orders, in another terminal:",
+        ]
+        if "rewards" in self.ports:
+            lines.append(f"    curl {auth} {self.url('rewards')}/v1/programs   (the programs)")
+        lines += [
+            "  feed it orders, in another terminal (with demo rewards programs, a quarter closed):",
             "    ./loyalty simulate",
             "",
         ]

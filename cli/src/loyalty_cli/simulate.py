@@ -4,6 +4,10 @@ show the busiest members' balances and tiers as the services work through them.
 With no flags it finds the running ``loyalty dev`` (its ``dev-platform.json``): the broker, the
 service URLs and the crm key. ``generate_orders`` is pure (no IO) and seeded, so the benchmark and
 the tests reuse it; the table (``render_table``) and the settling (``Settle``) are pure too.
+
+With the rewards service there (unless ``--no-rewards``), it first sets up a demo program set
+(``loyalty_cli.demo``), shows the rewards issued and the budgets burning below the table, and once
+the figures settle closes the quarter (a settable rewards clock only) to show a rebate statement.
 """
 
 from __future__ import annotations
@@ -18,12 +22,13 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
 from pathlib import Path
 from typing import Any, TextIO
 
+from loyalty_cli import demo
 from loyalty_cli.dev import PLATFORM_FILE, LocalPlatform, default_home, read_platform
 from loyalty_cli.services import SERVICES
 from loyalty_shared.envelope import CloudEvent, new_event
@@ -297,8 +302,12 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="publish realistic order events and watch balances and tiers move",
         description="Publish seeded, realistic key-account order events (paid, refunded, "
         "cancelled) to the 'orders' topic, keyed by member id, and show the busiest members' "
-        "balances and tiers as the services work through them. With no flags it uses the running "
-        "`loyalty dev` (its broker, its services and its crm key); each flag overrides one setting.",
+        "balances and tiers as the services work through them. With the rewards service, it "
+        "first sets up demo programs (a quarterly volume rebate for key accounts, a threshold gift, "
+        "a tier-upgrade gift, their catalog), shows the rewards issued and the budgets burning, and "
+        "then closes the quarter (a settable rewards clock, as `loyalty dev` runs it) to show a "
+        "rebate statement. With no flags it uses the running `loyalty dev` (its broker, its "
+        "services and its crm key); each flag overrides one setting.",
     )
     parser.add_argument(
         "--data-dir",
@@ -352,6 +361,24 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
                 help=f"API key (crm scope) for {source.flag} (default: --api-key)",
             )
     parser.add_argument(
+        REWARDS.flag,
+        dest=REWARDS.dest,
+        metavar="URL",
+        help=f"rewards service URL, e.g. {_example_url(REWARDS)} (default: the running loyalty dev's)",
+    )
+    parser.add_argument(
+        "--rewards-api-key",
+        dest=REWARDS.key_dest,
+        metavar="KEY",
+        help=f"API key (crm scope) for {REWARDS.flag} (default: --api-key)",
+    )
+    parser.add_argument(
+        "--no-rewards",
+        action="store_true",
+        help="leave the rewards service out: no demo programs, no rewards or budgets shown, no "
+        "quarter closed",
+    )
+    parser.add_argument(
         "--show", type=_positive_int, default=5, help="how many of the busiest members to show (default: 5)"
     )
     parser.add_argument(
@@ -399,18 +426,35 @@ def run(args: argparse.Namespace) -> int:
     events = generate_orders(members=args.members, orders=args.orders, seed=seed)
     print(f"seed {seed}: {len(events)} events for {args.orders} orders, {args.members} members")
     print(target.describe())
+    demo_set = None
+    if target.rewards is not None:
+        demo_set = set_up_rewards(target.rewards)
+        if demo_set is None:
+            target = replace(target, rewards=None)
+        elif events and (start := demo.orders_start(events[0][1].time, demo_set.floor)) is not None:
+            events = generate_orders(members=args.members, orders=args.orders, seed=seed, start=start)
+            print(
+                f"the orders are dated from {start:%Y-%m-%d %H:%M} UTC, the start of the programs' "
+                f"schedule, to {events[-1][1].time:%Y-%m-%d %H:%M} UTC (some after now)"
+            )
+    elif not args.no_rewards and target.feeds:
+        print(f"rewards: not shown (no {REWARDS.flag}, and the running loyalty dev has no rewards service)")
     members = busiest_members(events, args.show)
     try:
-        if not target.feeds or not members:
+        if not (target.feeds or target.rewards) or not members:
             asyncio.run(publish(events, target.bootstrap, args.rate, target.idempotence, topic=target.topic))
             print(counts(events, target.topic))
         else:
-            shown = ", ".join(f"{feed.source.what} from {feed.url}" for feed in target.feeds)
+            watched = [*target.feeds, *([target.rewards] if target.rewards else [])]
+            shown = ", ".join(f"{feed.source.what} from {feed.url}" for feed in watched)
             print(f"{shown}, for the {len(members)} busiest members")
-            for feed in target.feeds:
+            for feed in watched:
                 if feed.source.legend:
                     print(f"  {feed.source.legend}")
-            asyncio.run(publish_and_watch(events, target, members, args.rate, args.wait))
+            programs = demo_set.programs if demo_set else ()
+            asyncio.run(publish_and_watch(events, target, members, args.rate, args.wait, programs=programs))
+            if demo_set is not None and target.rewards is not None:
+                close_the_quarter(target, demo_set, events, args.wait)
     except PublishError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
@@ -418,6 +462,105 @@ def run(args: argparse.Namespace) -> int:
         print("\ninterrupted", file=sys.stderr)
         return 130
     return 0
+
+
+# --- the rewards demo ------------------------------------------------------------------------------
+
+
+def _api(feed: Feed) -> demo.Api:
+    return demo.Api(feed.url, feed.key)
+
+
+def set_up_rewards(feed: Feed, now: datetime | None = None) -> demo.DemoSet | None:
+    """The demo program set in the rewards service at ``feed`` (created where missing), said in a few
+    lines; None, with a line saying why, when rewards cannot be used."""
+    import httpx
+
+    async def go() -> demo.DemoSet:
+        async with httpx.AsyncClient(timeout=10) as client:
+            return await demo.set_up(client, _api(feed), now or datetime.now(UTC))
+
+    try:
+        found = asyncio.run(go())
+    except demo.Unavailable as exc:
+        print(f"rewards: {exc}; going on without the rewards demo (--no-rewards leaves it out)")
+        return None
+    for line in demo.setup_lines(feed.url, found):
+        print(line)
+    return found
+
+
+def close_the_quarter(
+    target: Target, demo_set: demo.DemoSet, events: list[tuple[str, CloudEvent]], wait: float
+) -> bool:
+    """After the orders: close the quarter they were paid in and show a rebate statement."""
+    assert target.rewards is not None
+    paid = [event.time for _, event in events if event.type == "order.paid"]
+    if not paid:
+        return False
+    quarter = demo.quarter_of(min(paid))
+    if wait == 0:
+        print(
+            f"rewards: --wait 0 does not wait for the services, so {quarter.label} is not closed "
+            "(no rebate statement this run)"
+        )
+        return False
+    points = next((feed for feed in target.feeds if feed.source.service == "points"), None)
+    budget_feed = Feed(BUDGETS, target.rewards.url, target.rewards.key)
+
+    async def budgets() -> list[str]:
+        import httpx
+
+        async with httpx.AsyncClient(timeout=5) as client:
+            snapshot = await poll(client, [budget_feed], [p.id for p in demo_set.programs])
+        return render_budgets(demo_set.programs, snapshot)
+
+    closing = demo.Closing(
+        rewards=_api(target.rewards),
+        points=_api(points) if points else None,
+        demo=demo_set,
+        quarter=quarter,
+        members=busiest_members(events, STATEMENT_CANDIDATES),
+        bootstrap=target.bootstrap,
+        topic_prefix=target.topic.removesuffix(ORDERS_TOPIC),
+        budgets=budgets,
+    )
+    return asyncio.run(demo.close_quarter(closing))
+
+
+STATEMENT_CANDIDATES = 25  # the busiest members looked at for a rebate statement to show
+
+
+def render_budgets(programs: Sequence[demo.DemoProgram], snapshot: Snapshot) -> list[str]:
+    """The demo programs' budget table from the snapshot's budget readings; pure."""
+    got: dict[str, demo.Got] = {}
+    for program in programs:
+        one = snapshot.get((BUDGETS.service, program.id))
+        if one is not None:
+            got[program.id] = (one.cells, one.note)
+    return demo.render_budgets(programs, got)
+
+
+def render_figures(
+    members: Sequence[str],
+    sources: Sequence[Source],
+    snapshot: Snapshot,
+    *,
+    rewards: bool = False,
+    programs: Sequence[demo.DemoProgram] = (),
+) -> list[str]:
+    """The members' table, then (with rewards) their rewards and the programs' budgets; pure."""
+    blocks = []
+    if sources:
+        blocks.append(render_table(members, sources, snapshot))
+    if rewards:
+        blocks.append(render_table(members, [REWARDS], snapshot))
+    if programs:
+        blocks.append(render_budgets(programs, snapshot))
+    lines: list[str] = []
+    for block in blocks:
+        lines += [*([""] if lines else []), *block]
+    return lines
 
 
 # --- where to publish, and which services to show -----------------------------------------------
@@ -514,6 +657,30 @@ SOURCES: tuple[Source, ...] = (
 )
 
 
+# The rewards service's tables: not in SOURCES (they are tables of their own, below the members').
+REWARDS = Source(
+    "rewards",
+    "rewards issued",
+    "--rewards-api",
+    "--rewards-api-key",
+    "/v1/members/{member}/rewards",
+    demo.REWARD_COLUMNS,
+    demo.reward_cells,
+    lambda body: True,  # no reward yet is a figure too
+    legend="rewards: what the demo programs gave (gifts by catalog item; rebates when the quarter closes)",
+)
+BUDGETS = Source(
+    "rewards:budget",
+    "program budgets",
+    "--rewards-api",
+    None,
+    "/v1/programs/{member}/budget",  # {member}: the program's id
+    demo.BUDGET_COLUMNS,
+    demo.budget_cells,
+    lambda body: True,
+)
+
+
 def _example_url(source: Source) -> str:
     ports = {spec.name: spec.port for spec in SERVICES}
     return f"http://127.0.0.1:{ports.get(source.service, 8000)}"
@@ -540,6 +707,7 @@ class Target:
     topic: str
     feeds: tuple[Feed, ...]
     platform_dir: Path | None = None  # the loyalty dev it took settings from, if any
+    rewards: Feed | None = None  # the rewards service, for the demo programs (None: left out)
 
     def describe(self) -> str:
         where = f" (the loyalty dev running in {self.platform_dir})" if self.platform_dir else ""
@@ -583,17 +751,24 @@ def resolve(
         if url:
             own_key = getattr(args, source.key_dest, None) or args.api_key
             feeds.append(Feed(source, url, pick("key", own_key, local.keys.get("crm"))))
+    rewards = None
+    if not getattr(args, "no_rewards", False):
+        url = pick(REWARDS.dest, getattr(args, REWARDS.dest, None), local.services.get(REWARDS.service))
+        if url:
+            own_key = getattr(args, REWARDS.key_dest, None) or args.api_key
+            rewards = Feed(REWARDS, url, pick("key", own_key, local.keys.get("crm")))
     return Target(
         str(bootstrap),
         bool(idempotence),
         args.topic_prefix + ORDERS_TOPIC,
         tuple(feeds),
         platform_dir=data_dir if settings else None,
+        rewards=rewards,
     )
 
 
 def no_platform_hint(data_dir: Path) -> str:
-    flags = " ".join(f"{s.flag} {_example_url(s).replace('127.0.0.1', 'HOST')}" for s in SOURCES)
+    flags = " ".join(f"{s.flag} {_example_url(s).replace('127.0.0.1', 'HOST')}" for s in (*SOURCES, REWARDS))
     default = data_dir == default_home().expanduser().absolute()
     return "\n".join(
         [
@@ -885,14 +1060,37 @@ async def publish_and_watch(
     *,
     view: LiveView | None = None,
     poll_every: float = POLL_S,
+    programs: Sequence[demo.DemoProgram] = (),
 ) -> bool:
-    """Publish while showing the figures; then watch until they settle or ``wait`` runs out.
-    Prints the final table once; True when the figures settled."""
+    """Publish while showing the figures (with rewards: the members' rewards and the ``programs``'
+    budgets too); then watch until they settle or ``wait`` runs out. Prints the final tables once;
+    True when the figures settled."""
     import httpx
 
     view = view or LiveView(sys.stdout)
     progress = Progress(len(events), draw=False)
     sources = [feed.source for feed in target.feeds]
+    feeds = [*target.feeds, *([target.rewards] if target.rewards else [])]
+    budgets = Feed(BUDGETS, target.rewards.url, target.rewards.key) if target.rewards and programs else None
+    program_ids = [p.id for p in programs]
+
+    def figures(snapshot: Snapshot) -> list[str]:
+        return render_figures(
+            members,
+            sources,
+            snapshot,
+            rewards=target.rewards is not None,
+            programs=programs if budgets else (),
+        )
+
+    async def look(client: Any) -> Snapshot:
+        if budgets is None:
+            return await poll(client, feeds, members)
+        found, burning = await asyncio.gather(
+            poll(client, feeds, members), poll(client, [budgets], program_ids)
+        )
+        return found | burning
+
     publishing = asyncio.create_task(
         publish(events, target.bootstrap, rate, target.idempotence, topic=target.topic, progress=progress)
     )
@@ -903,7 +1101,7 @@ async def publish_and_watch(
     async with httpx.AsyncClient(timeout=5) as client:
         try:
             while True:
-                snapshot = await poll(client, target.feeds, members)
+                snapshot = await look(client)
                 now = time.monotonic()
                 if deadline is None and publishing.done():
                     await publishing  # re-raises its PublishError
@@ -913,8 +1111,7 @@ async def publish_and_watch(
                 if settled or (deadline is not None and now >= deadline):
                     break
                 status = progress.line() if deadline is None else "published; the services are catching up"
-                table = render_table(members, sources, snapshot)
-                view.show([f"[{now - started:5.1f} s] {status}", *table], now)
+                view.show([f"[{now - started:5.1f} s] {status}", *figures(snapshot)], now)
                 await asyncio.sleep(poll_every)
         finally:
             publishing.cancel()  # only when we stop early (Ctrl-C); a no-op once it is done
@@ -924,5 +1121,5 @@ async def publish_and_watch(
         head = f"after {now - started:.1f} s (--wait 0: not waiting for the services):"
     else:
         head = f"still changing after {now - started:.1f} s (--wait {wait:g}): the services are behind:"
-    view.final([head, *render_table(members, sources, snapshot)])
+    view.final([head, *figures(snapshot)])
     return settled
