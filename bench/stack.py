@@ -16,7 +16,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 
-from bench.config import HOST, PARTITIONS, POINTS, TIERS, TOPICS
+from bench.config import HOST, PARTITIONS, POINTS, REWARDS, REWARDS_TOPIC, TIERS, TOPICS
 from loyalty_cli.embedded import EmbeddedPostgres, TansuBroker, ensure_topics, free_port
 
 # --- processes we start: always stopped, by handle ------------------------------------------------
@@ -156,6 +156,38 @@ async def new_duo_env(stack: Stack, phase: str) -> DuoEnv:
     )
     tiers = await new_phase_env(stack, f"{phase}-tiers", package=TIERS, prefix=points.prefix)
     return DuoEnv(points, tiers)
+
+
+@dataclass
+class TrioEnv:
+    """Points, tiers and rewards: a database each, ONE topic prefix (they consume the same orders;
+    points and rewards consume tiers' tier.changed, points consumes rewards' events)."""
+
+    points: PhaseEnv
+    tiers: PhaseEnv
+    rewards: PhaseEnv
+
+    def topic(self, name: str) -> str:
+        return self.points.topic(name)
+
+    @property
+    def duo(self) -> DuoEnv:
+        return DuoEnv(self.points, self.tiers)
+
+
+async def new_rewards_env(stack: Stack, phase: str, prefix: str | None = None) -> PhaseEnv:
+    """A fresh database migrated for rewards, its topics and the one it publishes to."""
+    env = await new_phase_env(stack, phase, package=REWARDS, prefix=prefix)
+    await ensure_topics(stack.bootstrap, [env.topic(REWARDS_TOPIC)], PARTITIONS)
+    return env
+
+
+async def new_trio_env(stack: Stack, phase: str) -> TrioEnv:
+    prefix = f"bench{stack.run_id}-{phase}."
+    points = await new_phase_env(stack, f"{phase}-points", package=POINTS, prefix=prefix)
+    tiers = await new_phase_env(stack, f"{phase}-tiers", package=TIERS, prefix=prefix)
+    rewards = await new_rewards_env(stack, f"{phase}-rewards", prefix=prefix)
+    return TrioEnv(points, tiers, rewards)
 
 
 @dataclass
