@@ -286,14 +286,17 @@ def tier_changed(
     reason: str = "qualified",
     upgrade_gift: str | None = None,
     discount_rate: str | None = None,
+    priority_purchase: bool | None = None,
+    service_level: str | None = None,
     **kw: Any,
 ) -> CloudEvent:
     benefits = None
-    if upgrade_gift is not None or discount_rate is not None:
+    if any(b is not None for b in (upgrade_gift, discount_rate, priority_purchase, service_level)):
         benefits = TierBenefits(
             points_multiplier=multiplier,
             discount_rate=discount_rate or "0",
-            service_level="standard",
+            priority_purchase=bool(priority_purchase),
+            service_level=service_level or "standard",
             upgrade_gift=upgrade_gift,
         )
     data = TierChanged(

@@ -35,13 +35,20 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from test_batched_equals_sequential import MEMBERS, SNAPSHOTS, START, Step, _event, assert_same
 
 from loyalty_shared.envelope import CloudEvent
-from loyalty_shared.events import OrderCancelled, OrderPaid, OrderRefunded, TierChanged
+from loyalty_shared.events import OrderCancelled, OrderPaid, OrderRefunded, TierBenefits, TierChanged
 from rewards_service.app import DEFINITION as REWARDS
 from rewards_service.domain import program_document, program_from_document
 
 KINDS = ("paid", "paid", "paid", "refund", "refund", "cancel", "tier", "tier", "again", "paid again")
 TIERS = ("Bronze", "Silver", "Gold", "Platinum")
 MULTIPLIERS = {"Bronze": "1", "Silver": "1.25", "Gold": "1.5", "Platinum": "2"}
+# What each tier gives as rights (priority purchase, a service level): a change grants and ends them.
+BENEFITS = {
+    "Bronze": (False, "standard"),
+    "Silver": (False, "standard"),
+    "Gold": (True, "standard"),
+    "Platinum": (True, "key-account-desk"),
+}
 # What a refund or a cancel targets: mostly a paid order, as paid; sometimes what the kit's rule
 # dead-letters.
 TARGETS = ("paid", "paid", "paid", "paid", "paid", "never paid", "another member", "another currency")
@@ -117,6 +124,14 @@ def histories(draw: st.DrawFn) -> tuple[list[Step], list[bool]]:
                 reason="qualified",
                 points_multiplier=MULTIPLIERS[tier],
                 effective_at=effective,
+                benefits=TierBenefits(
+                    points_multiplier=MULTIPLIERS[tier],
+                    discount_rate="0",
+                    priority_purchase=BENEFITS[tier][0],
+                    service_level=BENEFITS[tier][1],
+                )
+                if draw(st.integers(0, 4))
+                else None,  # now and then a change without benefits: it says nothing of rights
             )
             steps.append(("loyalty.tiers", _event("tier.changed", change, at, i)))
         else:  # an event delivered again (same id)
@@ -134,6 +149,8 @@ REWARDS_SNAPSHOT = {
     "FROM orders ORDER BY order_id",
     "refunds": "SELECT order_id, refund_id, amount FROM refunds ORDER BY 1, 2",
     "inbox": 'SELECT consumer, event_id, event_type, topic, "partition", "offset" FROM inbox ORDER BY 1, 2',
+    "entitlements": "SELECT entitlement_id, member_id, kind, service, tier, valid_from, valid_until, status, "
+    "end_reason, source FROM entitlements ORDER BY 1",
 }
 
 
@@ -181,10 +198,39 @@ def expected_members(steps: Sequence[Step]) -> dict[str, tuple[Any, ...]]:
 @given(history=histories())
 def test_rewards_batched_equals_sequential(infra: Infra, history: tuple[list[Step], list[bool]]) -> None:
     with patch.dict(SNAPSHOTS, {"rewards": REWARDS_SNAPSHOT}):
-        state = assert_same(infra, REWARDS, history)
+        state = assert_same(infra, REWARDS, history, NOW)
     found = {m: rest for m, *rest in state["members"]}
     for member, expected in expected_members(history[0]).items():
         assert tuple(found[member]) == expected, member
+    held: dict[str, set[tuple[str, str | None]]] = {}
+    for _, member, kind, service, _, _, valid_until, status, *_ in state["entitlements"]:
+        if status == "active":
+            assert valid_until is None
+            held.setdefault(member, set()).add((kind, service))
+    for member, rights in expected_rights(history[0]).items():
+        assert held.get(member, set()) == rights, member
+
+
+def expected_rights(steps: Sequence[Step]) -> dict[str, set[tuple[str, str | None]]]:
+    """Per member, the tier rights in force: what the benefits of the last change that took effect
+    and carried benefits give (a change without benefits says nothing of rights)."""
+    tier_at: dict[str, datetime] = {}
+    rights: dict[str, set[tuple[str, str | None]]] = {}
+    for event in _events(steps):
+        if event.type != "tier.changed":
+            continue
+        member, effective = event.data["member_id"], event.data.get("effective_at")
+        at = datetime.fromisoformat(effective) if effective else event.time
+        if member in tier_at and at < tier_at[member]:
+            continue
+        tier_at[member] = at
+        if benefits := event.data.get("benefits"):
+            rights[member] = set()
+            if benefits["priority_purchase"]:
+                rights[member].add(("priority-purchase", None))
+            if benefits["service_level"] != "standard":
+                rights[member].add(("custom-service", benefits["service_level"]))
+    return rights
 
 
 def test_the_rewards_generator_covers_what_it_should() -> None:
@@ -214,6 +260,7 @@ def test_the_rewards_generator_covers_what_it_should() -> None:
         "tier change at the same instant",
         "delivered again",
         "order paid again",
+        "tier right ended",
     }
 
 
@@ -224,6 +271,7 @@ def _cases(steps: Sequence[Step]) -> set[str]:
     refund_ids: set[tuple[str, str]] = set()
     cancelled: set[str] = set()
     tier_at: dict[str, datetime] = {}
+    priority: dict[str, bool] = {}  # the member's priority purchase right, as the change in force gave it
     for step in steps:
         assert isinstance(step, tuple)
         event = step[1]
@@ -244,6 +292,11 @@ def _cases(steps: Sequence[Step]) -> set[str]:
                 cases.add("older tier change")
             elif member in tier_at and at == tier_at[member]:
                 cases.add("tier change at the same instant")
+            if data.get("benefits") and (member not in tier_at or at >= tier_at[member]):
+                held = data["benefits"]["priority_purchase"]
+                if priority.get(member) and not held:
+                    cases.add("tier right ended")
+                priority[member] = held
             tier_at[member] = max(at, tier_at.get(member, at))
         else:
             order = orders.get(data["order_id"])

@@ -164,6 +164,44 @@ DATA: dict[str, dict[str, Any]] = {
         "refused_cost": "25.00",
         "at": "2026-02-01T00:00:00Z",
     },
+    # --- entitlements
+    "entitlement.granted": {
+        "entitlement_id": "e-1",
+        "member_id": "m-42",
+        "kind": "priority-purchase",
+        "name": "Priority purchase (Gold)",
+        "unit": "units",
+        "valid_from": "2026-03-01T00:00:00Z",
+        "source": "tier",
+        "tier": "Gold",
+        "granted_at": "2026-03-01T00:00:01Z",
+    },
+    "entitlement.ended": {
+        "entitlement_id": "e-1",
+        "member_id": "m-42",
+        "kind": "priority-purchase",
+        "reason": "tier-changed",
+        "ends_at": "2026-09-01T00:00:00Z",
+    },
+    "entitlement.consumed": {
+        "entitlement_id": "e-1",
+        "member_id": "m-42",
+        "kind": "priority-purchase",
+        "quantity": 1,
+        "sku": "X200",
+        "order_id": "o-1",
+        "launch_id": "l-1",
+        "remaining": None,
+        "consumed_at": "2026-03-02T00:00:00Z",
+    },
+    "entitlement.returned": {
+        "entitlement_id": "e-1",
+        "member_id": "m-42",
+        "quantity": 1,
+        "order_id": "o-1",
+        "reason": "order-cancelled",
+        "returned_at": "2026-03-03T00:00:00Z",
+    },
 }
 ORDER_TYPES = TOPICS["orders"]
 

@@ -19,8 +19,9 @@ from loyalty_shared.events import (
 )
 from loyalty_shared.handling import Delivery
 from loyalty_shared.service import ServiceDefinition, create_app
-from rewards_service.api import catalog, checkout, programs, rewards, settlements
+from rewards_service.api import catalog, checkout, entitlements, programs, rewards, settlements
 from rewards_service.coupons import coupon_expiry_job
+from rewards_service.entitlements import REVERSALS, TierEntitlements
 from rewards_service.facts import APPLIERS, Facts
 from rewards_service.issuing import (
     Issuer,
@@ -46,6 +47,7 @@ async def apply_events(session: AsyncSession, deliveries: Sequence[Delivery]) ->
     live = await active_programs(session)
     since = history_since(live, min(d.event.time for d in deliveries)) if live else None
     facts = await Facts.load(session, deliveries, since)
+    rights = await TierEntitlements.load(session, deliveries)
     issuer = await Issuer.load(session, live, facts.members) if live else None
     items = await lock_items(
         session, (gift_items(live, deliveries) if live else set()) | redeemed_items(deliveries)
@@ -58,6 +60,10 @@ async def apply_events(session: AsyncSession, deliveries: Sequence[Delivery]) ->
     for delivery in deliveries:
         data = delivery.data
         changed = APPLIERS[delivery.type](facts, delivery)
+        if isinstance(data, TierChanged) and changed:
+            rights.on_tier_change(data, data.effective_at or delivery.event.time, delivery.event.id)
+        elif delivery.type in REVERSALS and changed:
+            rights.on_order_reversed(facts, delivery)
         if isinstance(data, PointsRedeemed):
             assert redeemer is not None
             redeemer.on_redeemed(facts, data)
@@ -71,6 +77,7 @@ async def apply_events(session: AsyncSession, deliveries: Sequence[Delivery]) ->
         elif isinstance(data, TierChanged):
             issuer.on_tier_change(facts, data, data.effective_at or delivery.event.time)
     await facts.flush()
+    await rights.flush()
     if issuer is not None:
         await issuer.flush()
     if redeemer is not None:
@@ -86,7 +93,14 @@ DEFINITION = ServiceDefinition(
     "settled at cycle close as points or store credit, with statements, coupons; catalog "
     "redemptions for points (a saga with the points service); the checkout API.",
     kit=kit,
-    routers=(programs.router, catalog.router, rewards.router, settlements.router, checkout.router),
+    routers=(
+        programs.router,
+        catalog.router,
+        rewards.router,
+        settlements.router,
+        checkout.router,
+        entitlements.router,
+    ),
     consumes=(ORDERS_TOPIC, TIERS_TOPIC, POINTS_TOPIC),
     handles=tuple(APPLIERS),
     handler=apply_events,

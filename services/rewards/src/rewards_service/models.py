@@ -412,3 +412,89 @@ class PartnerMember(Base):
     member_id: Mapped[str] = mapped_column(String(64), primary_key=True)
     linked_at: Mapped[datetime] = mapped_column(Timestamp)
     __table_args__ = (Index("ix_partner_members_member", "member_id"),)
+
+
+class Launch(Base):
+    """A new product launch: a priority window ``[opens_at, public_at)`` for a set of SKUs, in which
+    only members holding a priority purchase right may buy them."""
+
+    __tablename__ = "launches"
+    launch_id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    skus: Mapped[list[str]] = mapped_column(ARRAY(String(64)))
+    opens_at: Mapped[datetime] = mapped_column(Timestamp)
+    public_at: Mapped[datetime] = mapped_column(Timestamp)
+    created_by: Mapped[str] = mapped_column(String(128))
+    created_at: Mapped[datetime] = mapped_column(Timestamp)
+    __table_args__ = (
+        CheckConstraint("public_at > opens_at", name="window_not_empty"),
+        Index("ix_launches_skus", "skus", postgresql_using="gin"),
+    )
+
+
+class Entitlement(Base):
+    """A right a member holds for ``[valid_from, valid_until)``: a priority purchase right (scoped by
+    SKUs, categories or a launch; none: every launch) or a custom service (``service``), with a quota
+    (None: no limit) and what is ``used`` of it (the sum of its consumptions not given back). Granted
+    by a tier (``tier``), a program rule (``program_id``) or the CRM; a demotion ends a tier's right
+    at the change's ``effective_at`` (status ended, ``valid_until`` that instant)."""
+
+    __tablename__ = "entitlements"
+    entitlement_id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    member_id: Mapped[str] = mapped_column(String(64))
+    kind: Mapped[str] = mapped_column(String(24))
+    name: Mapped[str] = mapped_column(String(200))
+    skus: Mapped[list[str]] = mapped_column(ARRAY(String(64)), server_default=text("'{}'"))
+    categories: Mapped[list[str]] = mapped_column(ARRAY(String(64)), server_default=text("'{}'"))
+    launch_id: Mapped[str | None] = mapped_column(ForeignKey("launches.launch_id"))
+    service: Mapped[str | None] = mapped_column(String(64))
+    unit: Mapped[str] = mapped_column(String(16))
+    quota: Mapped[int | None] = mapped_column(Integer)
+    used: Mapped[int] = mapped_column(Integer, server_default=text("0"))
+    valid_from: Mapped[datetime] = mapped_column(Timestamp)
+    valid_until: Mapped[datetime | None] = mapped_column(Timestamp)
+    status: Mapped[str] = mapped_column(String(16))
+    end_reason: Mapped[str | None] = mapped_column(Text)
+    source: Mapped[str] = mapped_column(String(16))
+    tier: Mapped[str | None] = mapped_column(String(32))
+    program_id: Mapped[str | None] = mapped_column(ForeignKey("programs.id"))
+    granted_by: Mapped[str] = mapped_column(String(128))
+    granted_at: Mapped[datetime] = mapped_column(Timestamp)
+    dedupe: Mapped[str | None] = mapped_column(String(300), unique=True)
+    request_hash: Mapped[str | None] = mapped_column(String(64))
+    __table_args__ = (
+        CheckConstraint("kind IN ('priority-purchase', 'custom-service')", name="known_kind"),
+        CheckConstraint("unit IN ('units', 'sessions', 'hours')", name="known_unit"),
+        CheckConstraint("status IN ('active', 'ended', 'revoked')", name="known_status"),
+        CheckConstraint("source IN ('tier', 'program', 'crm')", name="known_source"),
+        CheckConstraint("quota IS NULL OR quota > 0", name="quota_positive"),
+        CheckConstraint("used >= 0 AND (quota IS NULL OR used <= quota)", name="used_within_quota"),
+        Index("ix_entitlements_member", "member_id", "status"),
+    )
+
+
+class EntitlementConsumption(Base):
+    """Append-only log of what was used of an entitlement, once per Idempotency-Key; an order
+    cancelled or refunded in full gives its units back (``returned_at``), once."""
+
+    __tablename__ = "entitlement_consumptions"
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    entitlement_id: Mapped[str] = mapped_column(ForeignKey("entitlements.entitlement_id"))
+    member_id: Mapped[str] = mapped_column(String(64))
+    quantity: Mapped[int] = mapped_column(Integer)
+    sku: Mapped[str | None] = mapped_column(String(64))
+    order_id: Mapped[str | None] = mapped_column(String(64))
+    launch_id: Mapped[str | None] = mapped_column(String(36))
+    note: Mapped[str | None] = mapped_column(Text)
+    idempotency_key: Mapped[str] = mapped_column(String(200))
+    request_hash: Mapped[str] = mapped_column(String(64))
+    at: Mapped[datetime] = mapped_column(Timestamp)
+    returned_at: Mapped[datetime | None] = mapped_column(Timestamp)
+    return_reason: Mapped[str | None] = mapped_column(String(32))
+    __table_args__ = (
+        UniqueConstraint("member_id", "idempotency_key"),
+        CheckConstraint("quantity > 0", name="quantity_positive"),
+        Index("ix_entitlement_consumptions_entitlement", "entitlement_id"),
+        Index("ix_entitlement_consumptions_order", "order_id"),
+        Index("ix_entitlement_consumptions_launch", "launch_id"),
+    )

@@ -25,6 +25,10 @@ from loyalty_shared.events.points import (
 from loyalty_shared.events.rewards import (
     REWARDS_TOPIC,
     CouponUsed,
+    EntitlementConsumed,
+    EntitlementEnded,
+    EntitlementGranted,
+    EntitlementReturned,
     ProgramBudgetExhausted,
     ProgramMemberEnrolled,
     RebateSettled,
@@ -58,6 +62,10 @@ EVENT_TYPES: dict[str, type[EventData]] = {
         RebateSettled,
         CouponUsed,
         RedemptionFailed,
+        EntitlementGranted,
+        EntitlementEnded,
+        EntitlementConsumed,
+        EntitlementReturned,
     )
 }
 
@@ -79,6 +87,10 @@ __all__ = [
     "TIERS_TOPIC",
     "TOPICS",
     "CouponUsed",
+    "EntitlementConsumed",
+    "EntitlementEnded",
+    "EntitlementGranted",
+    "EntitlementReturned",
     "EventData",
     "OrderCancelled",
     "OrderLine",

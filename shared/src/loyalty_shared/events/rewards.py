@@ -133,3 +133,76 @@ class RedemptionFailed(EventData):
     item_id: str | None = None
     reason: str
     failed_at: AwareDatetime
+
+
+EntitlementKind = Literal["priority-purchase", "custom-service"]
+
+
+class EntitlementGranted(EventData):
+    """A member was given a right: a priority purchase right (``skus``, ``categories`` or
+    ``launch_id``; none of them: every launch) or a custom service (``service``), for
+    ``[valid_from, valid_until)``, with a quota (None: no limit). ``source`` says who gave it: a
+    tier's benefit (``tier``), a program rule (``program_id``) or the CRM."""
+
+    event_type: ClassVar[str] = "entitlement.granted"
+    topic: ClassVar[str] = REWARDS_TOPIC
+
+    entitlement_id: str
+    member_id: MemberId
+    kind: EntitlementKind
+    name: str = Field(max_length=200)
+    skus: list[str] = Field(default_factory=list)
+    categories: list[str] = Field(default_factory=list)
+    launch_id: str | None = None
+    service: str | None = Field(default=None, max_length=64)
+    unit: Literal["units", "sessions", "hours"]
+    quota: int | None = Field(default=None, ge=1)
+    valid_from: AwareDatetime
+    valid_until: AwareDatetime | None = None
+    source: Literal["tier", "program", "crm"]
+    tier: str | None = None
+    program_id: str | None = None
+    granted_at: AwareDatetime
+
+
+class EntitlementEnded(EventData):
+    """A right ended before its time: the tier that gave it was left (at the tier change's
+    ``effective_at``) or the CRM revoked it."""
+
+    event_type: ClassVar[str] = "entitlement.ended"
+    topic: ClassVar[str] = REWARDS_TOPIC
+
+    entitlement_id: str
+    member_id: MemberId
+    kind: EntitlementKind
+    reason: Literal["tier-changed", "revoked"]
+    ends_at: AwareDatetime = Field(description="the instant the right stops being in force")
+
+
+class EntitlementConsumed(EventData):
+    event_type: ClassVar[str] = "entitlement.consumed"
+    topic: ClassVar[str] = REWARDS_TOPIC
+
+    entitlement_id: str
+    member_id: MemberId
+    kind: EntitlementKind
+    quantity: int = Field(ge=1)
+    sku: str | None = None
+    order_id: str | None = None
+    launch_id: str | None = None
+    remaining: int | None = Field(description="what is left of the quota; None: no limit")
+    consumed_at: AwareDatetime
+
+
+class EntitlementReturned(EventData):
+    """Units of a right given back: the order they were used for was cancelled or refunded in full."""
+
+    event_type: ClassVar[str] = "entitlement.returned"
+    topic: ClassVar[str] = REWARDS_TOPIC
+
+    entitlement_id: str
+    member_id: MemberId
+    quantity: int = Field(ge=1)
+    order_id: str
+    reason: Literal["order-cancelled", "order-refunded"]
+    returned_at: AwareDatetime
