@@ -5,8 +5,8 @@ key, with a partner key, with no key. DESIGN.md guarantees 5 (least privilege) a
 Every response must: never be a 5xx; have a documented status code, content type and body (the
 schemathesis conformance checks); be a problem (application/problem+json) when it is a 4xx. Without a
 key every operation is a 401; a partner key is a 403 everywhere but the reads in ``PARTNER_READS``,
-and those are a 404 for a member not linked to the partner. /healthz, /readyz and /metrics are public
-and not in the OpenAPI; the settable clock (/v1/clock) is not mounted (LOYALTY_SETTABLE_CLOCK=false).
+and those are a 404 for a member not linked to the partner; the operations in ``PUBLIC`` need no key
+and are never a 401 or 403. /healthz, /readyz and /metrics are public and not in the OpenAPI; the settable clock (/v1/clock) is not mounted (LOYALTY_SETTABLE_CLOCK=false).
 
 Driven from the test through schemathesis' Python API (the operations as hypothesis strategies, each
 case sent and validated here), not its pytest plugin or CLI: the service only exists once the async
@@ -56,6 +56,24 @@ PARTNER_READS = frozenset(
         "GET /v1/members/{member_id}/points",
         "GET /v1/members/{member_id}/points/ledger",
         "GET /v1/members/{member_id}/balances",
+    }
+)
+# What needs no key (a key of any scope changes nothing): never a 401 or 403, whoever calls.
+PUBLIC = frozenset(
+    {
+        "GET /v1/certificates/{code}",  # a certificate's verification: the code printed on it
+        "GET /v1/invitations/{token}",  # a member's gathering invitation link: the token is the key
+        "POST /v1/invitations/{token}/accept",
+        "POST /v1/invitations/{token}/decline",
+    }
+)
+# Public operations whose path is a secret (an invitation link's token, 128 random bits): a generated
+# one is unknown, so a 404 that says nothing (a 422 when it is not even well-formed), whoever calls.
+SECRET_PATHS = frozenset(
+    {
+        "GET /v1/invitations/{token}",
+        "POST /v1/invitations/{token}/accept",
+        "POST /v1/invitations/{token}/decline",
     }
 )
 SHOP_ONLY = (
@@ -115,7 +133,11 @@ def linked(case: Case, response: Response) -> None:
 
 def runs(mode: str, operation: schemathesis.APIOperation) -> Iterator[Run]:
     key, examples = KEYS[mode], MAX_EXAMPLES[mode]
-    if mode == "no-key":
+    if operation.label in SECRET_PATHS:
+        yield Run(key, examples, expect_status(404, 422))
+    elif operation.label in PUBLIC:
+        yield Run(key, examples, not_refused)
+    elif mode == "no-key":
         yield Run(key, examples, expect_status(401))
     elif mode == "partner" and operation.label not in PARTNER_READS:
         yield Run(key, examples, expect_status(403))

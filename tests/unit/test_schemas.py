@@ -38,6 +38,15 @@ ORDER = {
     "lines": [LINE],
     "channel": "web",
 }
+GATHERING = {  # what every member event of a gathering says about it
+    "gathering_id": "g-1",
+    "kind": "training",
+    "title": "Product training",
+    "program_id": "p-1",
+    "member_id": "m-42",
+    "starts_at": "2027-03-10T09:00:00Z",
+    "ends_at": "2027-03-10T17:00:00Z",
+}
 DATA: dict[str, dict[str, Any]] = {
     "order.paid": ORDER,
     "order.refunded": {**ORDER, "amount": "64.95", "refund_id": "r-1"},
@@ -201,6 +210,72 @@ DATA: dict[str, dict[str, Any]] = {
         "order_id": "o-1",
         "reason": "order-cancelled",
         "returned_at": "2026-03-03T00:00:00Z",
+    },
+    # --- documents
+    "certificate.issued": {
+        "document_id": "d-1",
+        "member_id": "m-42",
+        "template_id": "t-1",
+        "template_version": 1,
+        "title": "Key account of the year 2026",
+        "issued_by": "program",
+        "program_id": "p-1",
+        "program_version": 1,
+        "measure_id": "key-account",
+        "cycle": "2026",
+        "code_hint": "SQ4W",
+        "reason": "top 3 by net spend in 2026: rank 1",
+        "issued_at": "2027-01-01T00:00:00Z",
+    },
+    "letter.issued": {
+        "document_id": "d-2",
+        "member_id": "m-42",
+        "template_id": "t-2",
+        "template_version": 2,
+        "title": "Thank you",
+        "issued_by": "crm",
+        "reason": "issued by the CRM (Quarterly thanks)",
+        "issued_at": "2027-01-01T00:00:00Z",
+    },
+    "document.revoked": {
+        "document_id": "d-1",
+        "member_id": "m-42",
+        "kind": "certificate",
+        "reason": "issued in error",
+        "revoked_at": "2027-01-02T00:00:00Z",
+    },
+    # --- gatherings
+    "gathering.invited": {**GATHERING, "invited_at": "2027-02-01T00:00:00Z"},
+    "gathering.accepted": {
+        **GATHERING,
+        "via": "waitlist",
+        "from_waitlist": True,
+        "accepted_at": "2027-02-02T00:00:00Z",
+    },
+    "gathering.waitlisted": {
+        **GATHERING,
+        "via": "link",
+        "position": 3,
+        "waitlisted_at": "2027-02-02T00:00:00Z",
+    },
+    "gathering.declined": {
+        **GATHERING,
+        "via": "crm",
+        "previous_status": "accepted",
+        "freed_seat": True,
+        "declined_at": "2027-02-03T00:00:00Z",
+    },
+    "gathering.attended": {**GATHERING, "attended_at": "2027-03-10T09:05:00Z"},
+    "gathering.cancelled": {
+        "gathering_id": "g-1",
+        "kind": "exchange",
+        "title": "Key accounts meet-up",
+        "program_id": None,
+        "starts_at": "2027-03-10T09:00:00Z",
+        "accepted": 12,
+        "waitlisted": 0,
+        "note": "venue closed",
+        "cancelled_at": "2027-03-01T00:00:00Z",
     },
 }
 ORDER_TYPES = TOPICS["orders"]

@@ -30,6 +30,7 @@ from rewards_service.domain import (
     to_cents,
     upgrade_gift_due,
 )
+from rewards_service.domain.documents import HonourCertificate, ThankYouLetter
 
 NOW = datetime(2026, 6, 30, 12, tzinfo=UTC)
 
@@ -46,6 +47,8 @@ def test_kinds() -> None:
         Rebate.kind,
         ThresholdGift.kind,
         TierUpgradeGift.kind,
+        HonourCertificate.kind,
+        ThankYouLetter.kind,
     ]
     assert tuple(kinds) == MEASURE_KINDS
     assert TierDiscount("t").kind == "tier-discount"

@@ -352,7 +352,7 @@ def _measures(*measures: dict[str, Any]) -> dict[str, Any]:
         (document(measures=["rebate"]), "measures[0] must be an object"),
         (
             _measures({"id": "x", "kind": "bonus"}),
-            "measures[0].kind must be one of ladder-discount, tier-discount, one-time-discount, rebate, threshold-gift, tier-upgrade-gift, got 'bonus'",
+            "measures[0].kind must be one of ladder-discount, tier-discount, one-time-discount, rebate, threshold-gift, tier-upgrade-gift, honour-certificate, thank-you-letter, got 'bonus'",
         ),
         (_measures({"id": "x"}), "measures[0].kind is required"),
         (_measures({"kind": "tier-discount"}), "measures[0].id is required"),
@@ -588,7 +588,7 @@ def test_all_problems_are_reported_together() -> None:
         "target_group.rfm_segments[0] must be one of champions, loyal, big-spenders, new, at-risk, hibernating, others, got 'vip'",
         "control_share must be from 0 to 0.5 with at most 4 decimals, got 0.6",
         "measures[0].steps must be strictly ascending by min: measures[0].steps[1].min 100000 is not above 100000",
-        "measures[1].kind must be one of ladder-discount, tier-discount, one-time-discount, rebate, threshold-gift, tier-upgrade-gift, got 'bonus'",
+        "measures[1].kind must be one of ladder-discount, tier-discount, one-time-discount, rebate, threshold-gift, tier-upgrade-gift, honour-certificate, thank-you-letter, got 'bonus'",
         "measures[2] takes exactly one of percent and amount",
         "measures[3].steps[0].value must be a percent above 0 and at most 100, at most 4 decimals",
         "measure id 'quarterly-rebate' is used twice",

@@ -19,8 +19,18 @@ from loyalty_shared.events import (
 )
 from loyalty_shared.handling import Delivery
 from loyalty_shared.service import ServiceDefinition, create_app
-from rewards_service.api import catalog, checkout, entitlements, programs, rewards, settlements
+from rewards_service.api import (
+    catalog,
+    checkout,
+    documents,
+    entitlements,
+    gatherings,
+    programs,
+    rewards,
+    settlements,
+)
 from rewards_service.coupons import coupon_expiry_job
+from rewards_service.documents import TierCertificates, document_render_job
 from rewards_service.entitlements import REVERSALS, TierEntitlements
 from rewards_service.facts import APPLIERS, Facts
 from rewards_service.issuing import (
@@ -49,6 +59,7 @@ async def apply_events(session: AsyncSession, deliveries: Sequence[Delivery]) ->
     facts = await Facts.load(session, deliveries, since)
     rights = await TierEntitlements.load(session, deliveries)
     issuer = await Issuer.load(session, live, facts.members) if live else None
+    certificates = await TierCertificates.load(session, live, deliveries) if live else None
     items = await lock_items(
         session, (gift_items(live, deliveries) if live else set()) | redeemed_items(deliveries)
     )
@@ -76,10 +87,14 @@ async def apply_events(session: AsyncSession, deliveries: Sequence[Delivery]) ->
             issuer.on_order(facts, facts.orders[data.order_id])
         elif isinstance(data, TierChanged):
             issuer.on_tier_change(facts, data, data.effective_at or delivery.event.time)
+            if certificates is not None:
+                certificates.on_tier_change(issuer, facts, data, data.effective_at or delivery.event.time)
     await facts.flush()
     await rights.flush()
     if issuer is not None:
         await issuer.flush()
+    if certificates is not None:
+        await certificates.flush()
     if redeemer is not None:
         await redeemer.flush()
     await flush_items(session, items, clock_now(session))
@@ -100,11 +115,15 @@ DEFINITION = ServiceDefinition(
         settlements.router,
         checkout.router,
         entitlements.router,
+        gatherings.router,
+        gatherings.links,
+        documents.router,
+        documents.public,
     ),
     consumes=(ORDERS_TOPIC, TIERS_TOPIC, POINTS_TOPIC),
     handles=tuple(APPLIERS),
     handler=apply_events,
-    jobs=(settlement_job, coupon_expiry_job),
+    jobs=(settlement_job, coupon_expiry_job, document_render_job),
 )
 
 

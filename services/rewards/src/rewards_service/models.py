@@ -12,8 +12,10 @@ from sqlalchemy import (
     BigInteger,
     CheckConstraint,
     ForeignKey,
+    ForeignKeyConstraint,
     Index,
     Integer,
+    LargeBinary,
     Numeric,
     String,
     Text,
@@ -414,6 +416,9 @@ class PartnerMember(Base):
     __table_args__ = (Index("ix_partner_members_member", "member_id"),)
 
 
+# --- entitlements: priority purchase rights and custom services ------------------------------------
+
+
 class Launch(Base):
     """A new product launch: a priority window ``[opens_at, public_at)`` for a set of SKUs, in which
     only members holding a priority purchase right may buy them."""
@@ -497,4 +502,160 @@ class EntitlementConsumption(Base):
         Index("ix_entitlement_consumptions_entitlement", "entitlement_id"),
         Index("ix_entitlement_consumptions_order", "order_id"),
         Index("ix_entitlement_consumptions_launch", "launch_id"),
+    )
+
+
+# --- documents: honour certificates and thank-you letters ------------------------------------------
+
+
+class DocumentTemplate(Base):
+    """Append-only: one version of a certificate or letter template (an edit is a new version; a
+    document names the version it was issued from, so it always reads as it did)."""
+
+    __tablename__ = "document_templates"
+    template_id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    version: Mapped[int] = mapped_column(Integer, primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    name: Mapped[str] = mapped_column(String(200))
+    title: Mapped[str] = mapped_column(String(200))
+    body: Mapped[str] = mapped_column(Text)
+    signature: Mapped[str] = mapped_column(String(200))
+    closing: Mapped[str | None] = mapped_column(String(200))
+    created_by: Mapped[str] = mapped_column(String(128))
+    created_at: Mapped[datetime] = mapped_column(Timestamp)
+    __table_args__ = (CheckConstraint("kind IN ('certificate', 'letter')", name="known_kind"),)
+
+
+class DocumentRecipient(Base):
+    """How documents name a member: their (a person's) name and their company, as the CRM keeps
+    them. Copied into a document when it is issued."""
+
+    __tablename__ = "document_recipients"
+    member_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    member_name: Mapped[str | None] = mapped_column(String(300))
+    company: Mapped[str | None] = mapped_column(String(300))
+    updated_by: Mapped[str] = mapped_column(String(128))
+    updated_at: Mapped[datetime] = mapped_column(Timestamp)
+
+
+class Document(Base):
+    """An issued honour certificate or thank-you letter: a template version and the ``fields`` it is
+    filled with, fixed at issue (its PDF is rendered from them alone). ``dedupe`` makes "once" a
+    unique key (a program rule: per program, measure, cycle and member; the CRM: per
+    Idempotency-Key and member). A certificate carries a verification ``code``; a letter none."""
+
+    __tablename__ = "documents"
+    document_id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    template_id: Mapped[str] = mapped_column(String(36))
+    template_version: Mapped[int] = mapped_column(Integer)
+    member_id: Mapped[str] = mapped_column(String(64))
+    program_id: Mapped[str | None] = mapped_column(ForeignKey("programs.id"))
+    program_version: Mapped[int | None] = mapped_column(Integer)
+    measure_id: Mapped[str | None] = mapped_column(String(64))
+    cycle: Mapped[str | None] = mapped_column(String(16))
+    fields: Mapped[dict[str, Any]] = mapped_column(JSONB)
+    code: Mapped[str | None] = mapped_column(String(19), unique=True)
+    status: Mapped[str] = mapped_column(String(16))
+    reason: Mapped[str] = mapped_column(Text)
+    dedupe: Mapped[str] = mapped_column(String(200), unique=True)
+    request_hash: Mapped[str | None] = mapped_column(String(64))  # a CRM request's, for its key
+    issued_by: Mapped[str] = mapped_column(String(128))
+    issued_at: Mapped[datetime] = mapped_column(Timestamp)
+    status_changed_at: Mapped[datetime] = mapped_column(Timestamp)
+    revoke_reason: Mapped[str | None] = mapped_column(Text)
+    rendered_at: Mapped[datetime | None] = mapped_column(Timestamp)
+    __table_args__ = (
+        ForeignKeyConstraint(
+            ["template_id", "template_version"],
+            ["document_templates.template_id", "document_templates.version"],
+        ),
+        CheckConstraint("kind IN ('certificate', 'letter')", name="known_kind"),
+        CheckConstraint("status IN ('issued', 'revoked')", name="known_status"),
+        CheckConstraint("(kind = 'certificate') = (code IS NOT NULL)", name="certificates_have_codes"),
+        Index("ix_documents_member", "member_id", "issued_at"),
+        Index("ix_documents_unrendered", "issued_at", postgresql_where=text("rendered_at IS NULL")),
+    )
+
+
+class DocumentFile(Base):
+    """A document's rendered PDF (kept apart, so reading documents never loads their bytes)."""
+
+    __tablename__ = "document_files"
+    document_id: Mapped[str] = mapped_column(ForeignKey("documents.document_id"), primary_key=True)
+    pdf: Mapped[bytes] = mapped_column(LargeBinary)
+    sha256: Mapped[str] = mapped_column(String(64))
+    rendered_at: Mapped[datetime] = mapped_column(Timestamp)
+
+
+# --- gatherings: training courses and customer exchange events -------------------------------------
+
+
+class Gathering(Base):
+    """A training course or a customer exchange event: when, where (a place, a link or both), how
+    many seats, and the program whose target group it is for (if any). ``seats_taken`` counts the
+    accepted and attended invitations: every answer and check-in takes this row's lock, and the
+    CHECK keeps it within the capacity whatever happens."""
+
+    __tablename__ = "gatherings"
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    title: Mapped[str] = mapped_column(String(200))
+    description: Mapped[str | None] = mapped_column(Text)
+    starts_at: Mapped[datetime] = mapped_column(Timestamp)
+    ends_at: Mapped[datetime] = mapped_column(Timestamp)
+    place: Mapped[str | None] = mapped_column(String(500))
+    link: Mapped[str | None] = mapped_column(String(2000))
+    capacity: Mapped[int] = mapped_column(Integer)
+    seats_taken: Mapped[int] = mapped_column(Integer, server_default=text("0"))
+    program_id: Mapped[str | None] = mapped_column(ForeignKey("programs.id"))
+    status: Mapped[str] = mapped_column(String(16))
+    created_by: Mapped[str] = mapped_column(String(128))
+    created_at: Mapped[datetime] = mapped_column(Timestamp)
+    cancelled_at: Mapped[datetime | None] = mapped_column(Timestamp)
+    cancel_note: Mapped[str | None] = mapped_column(Text)
+    __table_args__ = (
+        CheckConstraint("kind IN ('training', 'exchange')", name="known_kind"),
+        CheckConstraint("status IN ('scheduled', 'cancelled')", name="known_status"),
+        CheckConstraint("capacity > 0", name="capacity_positive"),
+        CheckConstraint("seats_taken >= 0 AND seats_taken <= capacity", name="seats_within_capacity"),
+        CheckConstraint("ends_at > starts_at", name="ends_after_start"),
+        CheckConstraint("place IS NOT NULL OR link IS NOT NULL", name="place_or_link"),
+        Index("ix_gatherings_starts", "starts_at"),
+    )
+
+
+class GatheringInvitation(Base):
+    """A member's invitation to a gathering and where their answer stands. The single-use link's
+    token is held only as its SHA-256 digest; ``token_used_at`` is set by its one use. The
+    waitlist's order is ``waitlist_seq``, given under the gathering's lock: the order in which the
+    answers committed (a position is a rank among the waitlisted, so positions have no gaps)."""
+
+    __tablename__ = "gathering_invitations"
+    gathering_id: Mapped[str] = mapped_column(ForeignKey("gatherings.id"), primary_key=True)
+    member_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    status: Mapped[str] = mapped_column(String(16))
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    token_used_at: Mapped[datetime | None] = mapped_column(Timestamp)
+    invite_key: Mapped[str] = mapped_column(String(200))  # the inviting request's Idempotency-Key
+    invite_hash: Mapped[str] = mapped_column(String(64))  # and its body's fingerprint
+    invited_at: Mapped[datetime] = mapped_column(Timestamp)
+    responded_at: Mapped[datetime | None] = mapped_column(Timestamp)  # the member's last answer
+    responded_via: Mapped[str | None] = mapped_column(String(8))  # crm or link
+    accepted_at: Mapped[datetime | None] = mapped_column(Timestamp)  # when they got their seat
+    moved_up_at: Mapped[datetime | None] = mapped_column(Timestamp)  # the seat came from the waitlist
+    waitlisted_at: Mapped[datetime | None] = mapped_column(Timestamp)
+    waitlist_seq: Mapped[int | None] = mapped_column(BigInteger)
+    declined_at: Mapped[datetime | None] = mapped_column(Timestamp)
+    attended_at: Mapped[datetime | None] = mapped_column(Timestamp)
+    __table_args__ = (
+        CheckConstraint(
+            "status IN ('invited', 'accepted', 'waitlisted', 'declined', 'attended')", name="known_status"
+        ),
+        CheckConstraint("status <> 'waitlisted' OR waitlist_seq IS NOT NULL", name="waitlisted_in_order"),
+        CheckConstraint("responded_via IN ('crm', 'link')", name="known_via"),
+        UniqueConstraint("gathering_id", "waitlist_seq"),
+        Index("ix_gathering_invitations_member", "member_id"),
+        Index("ix_gathering_invitations_status", "gathering_id", "status", "waitlist_seq"),
+        Index("ix_gathering_invitations_key", "gathering_id", "invite_key"),
     )

@@ -5,7 +5,9 @@ member's wallet), its cost spent from the program's budget.
 Idempotent: a statement is unique per program, measure, cycle and member, and a cycle whose
 settlement finished is marked (``settlement_runs``). Members are settled in chunks, each one
 transaction that takes the members' locks, then the budget's (as issuance does). Active and ended
-programs settle; a paused one waits.
+programs settle; a paused one waits. At the same close, the program's cycle-close document rules
+issue their honour certificates and thank-you letters (``documents.issue_at_cycle_close``), on the
+same figures.
 """
 
 from __future__ import annotations
@@ -30,6 +32,8 @@ from loyalty_shared.events.types import Amount, SignedAmount
 from loyalty_shared.messaging.outbox import publish
 from loyalty_shared.service import Runtime, periodic
 from rewards_service import domain
+from rewards_service.documents import issue_at_cycle_close
+from rewards_service.domain.documents import DocumentMeasure, at_cycle_close
 from rewards_service.domain.issuing import Due, once_key
 from rewards_service.domain.settlement import EarlierCycle, settle
 from rewards_service.facts import lock_members
@@ -45,6 +49,7 @@ class SettlementReport(BaseModel):
     statements: int
     paid: int
     refused: int
+    documents: int = Field(default=0, description="honour certificates and thank-you letters issued")
 
 
 @dataclass
@@ -52,6 +57,7 @@ class _Counts:
     statements: int = 0
     paid: int = 0
     refused: int = 0
+    documents: int = 0
 
 
 _SETTLING = text(
@@ -88,7 +94,8 @@ async def settle_closed_cycles(rt: Runtime) -> SettlementReport:
     for row in programs:
         live = LiveProgram(row.id, row.version, parsed(row.id, row.version, row.document))
         rebates = [m for m in live.program.measures if isinstance(m, domain.Rebate)]
-        if not rebates:
+        documents = [m for m in live.program.measures if isinstance(m, DocumentMeasure) and at_cycle_close(m)]
+        if not rebates and not documents:
             continue
         now = rt.clock.now()
         until = row.status_changed_at if row.status == "ended" else now
@@ -102,9 +109,12 @@ async def settle_closed_cycles(rt: Runtime) -> SettlementReport:
             async with rt.sessions() as session:
                 members = list(await session.scalars(_TREATED, {"program": live.id, "until": cycle.end}))
             for start in range(0, len(members), MEMBERS_PER_TRANSACTION):
+                if not rebates:
+                    break
                 async with rt.unit_of_work() as session:
                     chunk = members[start : start + MEMBERS_PER_TRANSACTION]
                     await settle_members(session, live, row.name, cycle, chunk, counts)
+            counts.documents += await issue_at_cycle_close(rt, live, cycle, members)
             async with rt.unit_of_work() as session:
                 session.add(
                     SettlementRun(
@@ -115,7 +125,11 @@ async def settle_closed_cycles(rt: Runtime) -> SettlementReport:
                     )
                 )
     return SettlementReport(
-        cycles=cycles, statements=counts.statements, paid=counts.paid, refused=counts.refused
+        cycles=cycles,
+        statements=counts.statements,
+        paid=counts.paid,
+        refused=counts.refused,
+        documents=counts.documents,
     )
 
 

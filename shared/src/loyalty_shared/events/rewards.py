@@ -135,6 +135,8 @@ class RedemptionFailed(EventData):
     failed_at: AwareDatetime
 
 
+# --- entitlements ----------------------------------------------------------------------------------
+
 EntitlementKind = Literal["priority-purchase", "custom-service"]
 
 
@@ -206,3 +208,161 @@ class EntitlementReturned(EventData):
     order_id: str
     reason: Literal["order-cancelled", "order-refunded"]
     returned_at: AwareDatetime
+
+
+# --- documents -------------------------------------------------------------------------------------
+
+DocumentIssuer = Literal["program", "crm"]
+
+
+class CertificateIssued(EventData):
+    """An honour certificate was issued to a member: by a program rule (once per program, measure,
+    cycle and member) or by the CRM. Its PDF is rendered after; anyone can confirm it with its
+    verification code (``GET /v1/certificates/{code}``)."""
+
+    event_type: ClassVar[str] = "certificate.issued"
+    topic: ClassVar[str] = REWARDS_TOPIC
+
+    document_id: str
+    member_id: MemberId
+    template_id: str
+    template_version: int = Field(ge=1)
+    title: str = Field(description="the certificate's title as it reads")
+    issued_by: DocumentIssuer
+    program_id: str | None = Field(default=None, description="the program whose rule issued it")
+    program_version: int | None = None
+    measure_id: str | None = None
+    cycle: str | None = None
+    code_hint: str = Field(description="the verification code's last four characters")
+    reason: str
+    issued_at: AwareDatetime
+
+
+class LetterIssued(EventData):
+    """A thank-you letter was issued to a member: by a program rule or by the CRM."""
+
+    event_type: ClassVar[str] = "letter.issued"
+    topic: ClassVar[str] = REWARDS_TOPIC
+
+    document_id: str
+    member_id: MemberId
+    template_id: str
+    template_version: int = Field(ge=1)
+    title: str
+    issued_by: DocumentIssuer
+    program_id: str | None = None
+    program_version: int | None = None
+    measure_id: str | None = None
+    cycle: str | None = None
+    reason: str
+    issued_at: AwareDatetime
+
+
+class DocumentRevoked(EventData):
+    """The CRM revoked a certificate or letter (final): a certificate's code then shows it revoked."""
+
+    event_type: ClassVar[str] = "document.revoked"
+    topic: ClassVar[str] = REWARDS_TOPIC
+
+    document_id: str
+    member_id: MemberId
+    kind: Literal["certificate", "letter"]
+    reason: str
+    revoked_at: AwareDatetime
+
+
+# --- gatherings ------------------------------------------------------------------------------------
+
+# A gathering is a training course or a customer exchange event the CRM invites members to. Its
+# member events are keyed by the member and in order per member and gathering (every change of a
+# gathering's invitations holds the gathering's lock); ``gathering.cancelled`` is keyed by
+# ``gathering:<id>``.
+
+GatheringKind = Literal["training", "exchange"]
+AnswerChannel = Literal["crm", "link"]
+
+
+class _GatheringMemberEvent(EventData):
+    """What every member event of a gathering says about the gathering."""
+
+    gathering_id: str
+    kind: GatheringKind
+    title: str = Field(max_length=200)
+    program_id: str | None = Field(description="the program whose target group it is for; None: none")
+    member_id: MemberId
+    starts_at: AwareDatetime
+    ends_at: AwareDatetime
+
+
+class GatheringInvited(_GatheringMemberEvent):
+    """A member was invited (once per gathering and member: a repeated invitation publishes nothing)."""
+
+    event_type: ClassVar[str] = "gathering.invited"
+    topic: ClassVar[str] = REWARDS_TOPIC
+
+    invited_at: AwareDatetime
+
+
+class GatheringAccepted(_GatheringMemberEvent):
+    """A member has a seat: they accepted while one was free, or (``from_waitlist``) a seat was
+    freed and they were first on the waitlist."""
+
+    event_type: ClassVar[str] = "gathering.accepted"
+    topic: ClassVar[str] = REWARDS_TOPIC
+
+    via: Literal["crm", "link", "waitlist"] = Field(
+        description="the member's answer by the CRM or their link; waitlist: moved up from it"
+    )
+    from_waitlist: bool
+    accepted_at: AwareDatetime
+
+
+class GatheringWaitlisted(_GatheringMemberEvent):
+    """A member accepted when every seat was taken: they wait, at ``position`` (1 is next)."""
+
+    event_type: ClassVar[str] = "gathering.waitlisted"
+    topic: ClassVar[str] = REWARDS_TOPIC
+
+    via: AnswerChannel
+    position: int = Field(ge=1)
+    waitlisted_at: AwareDatetime
+
+
+class GatheringDeclined(_GatheringMemberEvent):
+    """A member declined: an invitation not answered yet, a seat (given back: ``freed_seat``) or a
+    place on the waitlist."""
+
+    event_type: ClassVar[str] = "gathering.declined"
+    topic: ClassVar[str] = REWARDS_TOPIC
+
+    via: AnswerChannel
+    previous_status: Literal["invited", "accepted", "waitlisted"]
+    freed_seat: bool
+    declined_at: AwareDatetime
+
+
+class GatheringAttended(_GatheringMemberEvent):
+    """A member was checked in at the gathering: the feedback service's cue for a post-event survey
+    (after ``ends_at``)."""
+
+    event_type: ClassVar[str] = "gathering.attended"
+    topic: ClassVar[str] = REWARDS_TOPIC
+
+    attended_at: AwareDatetime
+
+
+class GatheringCancelled(EventData):
+    """A gathering was cancelled before it started; its invitations stay as they were answered."""
+
+    event_type: ClassVar[str] = "gathering.cancelled"
+    topic: ClassVar[str] = REWARDS_TOPIC
+
+    gathering_id: str
+    kind: GatheringKind
+    title: str = Field(max_length=200)
+    program_id: str | None = None
+    starts_at: AwareDatetime
+    accepted: int = Field(ge=0, description="members who had a seat")
+    waitlisted: int = Field(ge=0)
+    note: str | None = None
+    cancelled_at: AwareDatetime

@@ -1,5 +1,6 @@
 """The rewards domain: schedules and cycles, target and control groups, RFM segments, step ladders,
-the reward measures, budgets and the program document. Pure functions, no IO."""
+the reward measures, budgets and the program document, honour certificates and thank-you letters.
+Pure functions, no IO."""
 
 from rewards_service.domain.budget import (
     Budget,
@@ -22,6 +23,14 @@ from rewards_service.domain.cycles import (
     cycles_between,
     next_cycle,
     previous_cycle,
+)
+from rewards_service.domain.documents import (
+    DOCUMENT_KINDS,
+    PLACEHOLDERS,
+    DocumentKind,
+    DocumentMeasure,
+    HonourCertificate,
+    ThankYouLetter,
 )
 from rewards_service.domain.groups import (
     Figures,
@@ -79,9 +88,11 @@ __all__ = [
     "ACTIONS",
     "CYCLE_KINDS",
     "DEFAULT_RFM_SCHEME",
+    "DOCUMENT_KINDS",
     "MAX_CONTROL_SHARE",
     "MEASURE_KINDS",
     "METRICS",
+    "PLACEHOLDERS",
     "SEGMENTS",
     "STATUSES",
     "Action",
@@ -91,7 +102,10 @@ __all__ = [
     "Cycle",
     "CycleKind",
     "Debit",
+    "DocumentKind",
+    "DocumentMeasure",
     "Figures",
+    "HonourCertificate",
     "LadderDiscount",
     "Measure",
     "MeasureKind",
@@ -110,6 +124,7 @@ __all__ = [
     "Steps",
     "Target",
     "TargetGroup",
+    "ThankYouLetter",
     "ThresholdGift",
     "TierDiscount",
     "TierUpgradeGift",

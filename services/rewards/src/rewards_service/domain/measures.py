@@ -15,11 +15,19 @@ from decimal import Decimal
 from typing import ClassVar, Literal
 
 from loyalty_shared.dates import require_aware
+from rewards_service.domain.documents import HonourCertificate, ThankYouLetter
 from rewards_service.domain.ladders import Step, Steps, step_for
 from rewards_service.domain.money import HUNDRED, percent_of
 
 MeasureKind = Literal[
-    "ladder-discount", "tier-discount", "one-time-discount", "rebate", "threshold-gift", "tier-upgrade-gift"
+    "ladder-discount",
+    "tier-discount",
+    "one-time-discount",
+    "rebate",
+    "threshold-gift",
+    "tier-upgrade-gift",
+    "honour-certificate",
+    "thank-you-letter",
 ]
 MEASURE_KINDS: tuple[MeasureKind, ...] = (
     "ladder-discount",
@@ -28,6 +36,8 @@ MEASURE_KINDS: tuple[MeasureKind, ...] = (
     "rebate",
     "threshold-gift",
     "tier-upgrade-gift",
+    "honour-certificate",
+    "thank-you-letter",
 )
 DiscountBasis = Literal["volume", "frequency"]
 DISCOUNT_BASES: tuple[DiscountBasis, ...] = ("volume", "frequency")
@@ -228,4 +238,13 @@ def upgrade_gift_due(
     return upgrade_gift_benefit
 
 
-Measure = LadderDiscount | TierDiscount | OneTimeDiscount | Rebate | ThresholdGift | TierUpgradeGift
+Measure = (
+    LadderDiscount
+    | TierDiscount
+    | OneTimeDiscount
+    | Rebate
+    | ThresholdGift
+    | TierUpgradeGift
+    | HonourCertificate
+    | ThankYouLetter
+)

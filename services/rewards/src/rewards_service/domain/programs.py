@@ -21,6 +21,14 @@ from typing import Any, Literal, TypeVar
 
 from rewards_service.domain.budget import Budget
 from rewards_service.domain.cycles import CYCLE_KINDS, Schedule
+from rewards_service.domain.documents import (
+    CERTIFICATE_TRIGGERS,
+    LETTER_TRIGGERS,
+    MAX_FIELD,
+    MAX_TOP,
+    HonourCertificate,
+    ThankYouLetter,
+)
 from rewards_service.domain.groups import TargetGroup
 from rewards_service.domain.ladders import Step, Steps, validate_steps
 from rewards_service.domain.measures import (
@@ -145,6 +153,8 @@ def _measure_document(measure: Measure) -> dict[str, Any]:
         }
     if isinstance(measure, ThresholdGift):
         return {**head, "basis": measure.basis, "min": str(measure.min), "item": measure.item}
+    if isinstance(measure, HonourCertificate | ThankYouLetter):
+        return _document_measure_document(measure, head)
     return {**head, "tiers": sorted(measure.tiers)}
 
 
@@ -208,6 +218,8 @@ _MEASURE_FIELDS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {  # kind:
     "rebate": (("basis", "steps", "pay_as"), ("fixed", "personalised")),
     "threshold-gift": (("basis", "min", "item"), ()),
     "tier-upgrade-gift": ((), ("tiers",)),
+    "honour-certificate": (("template", "trigger"), ("top", "tier", "years", "achievement")),
+    "thank-you-letter": (("template", "trigger"), ("min_spend", "achievement")),
 }
 _AMOUNT = "an amount above 0 with at most 2 decimals"
 _T = TypeVar("_T", bound=str)
@@ -507,6 +519,8 @@ def _read_measure(
         gift = r.text(item, "item", where, 64)
         if gift_basis is not None and low is not None and gift is not None:
             measure = ThresholdGift(measure_id, gift_basis, low, gift)
+    elif kind in ("honour-certificate", "thank-you-letter"):
+        measure = _read_document_measure(r, item, where, kind, measure_id)
     else:
         tiers = r.names(item, "tiers", where, _is_tier_name, "a tier name")
         measure = TierUpgradeGift(measure_id, tiers)
@@ -616,3 +630,71 @@ def _cross_check(
             r.note(f"{label} settles at cycle close: give the schedule a cycle or an end")
         if item.get("pay_as") == "points" and point_value is False:
             r.note(f"{label} pays points, so budget.point_value is required")
+    open_ended = schedule is not None and schedule.cycle == "none" and schedule.ends is None
+    at_close = kind in ("honour-certificate", "thank-you-letter") and item.get("trigger") != "tier-reached"
+    if at_close and open_ended:
+        r.note(f"{label} issues at cycle close: give the schedule a cycle or an end")
+
+
+# --- documents: honour certificates and thank-you letters ------------------------------------------
+
+_TEMPLATE_ID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+_TRIGGER_FIELDS = {  # trigger: the one field it takes (None: none)
+    "cycle-close-top-spend": "top",
+    "tier-reached": "tier",
+    "years-of-partnership": "years",
+    "cycle-close": None,
+    "milestone": "min_spend",
+}
+
+
+def _document_measure_document(
+    measure: HonourCertificate | ThankYouLetter, head: dict[str, Any]
+) -> dict[str, Any]:
+    document: dict[str, Any] = {**head, "template": measure.template, "trigger": measure.trigger}
+    if isinstance(measure, HonourCertificate):
+        extra = {"top": measure.top, "tier": measure.tier, "years": measure.years}
+    else:
+        extra = {"min_spend": _optional(measure.min_spend)}
+    document |= {k: v for k, v in extra.items() if v is not None}
+    if measure.achievement is not None:
+        document["achievement"] = measure.achievement
+    return document
+
+
+def _read_document_measure(
+    r: _Reader, item: Mapping[str, Any], where: str, kind: str, measure_id: str
+) -> HonourCertificate | ThankYouLetter | None:
+    template = item.get("template")
+    if template is not None and not (isinstance(template, str) and _TEMPLATE_ID.fullmatch(template)):
+        r.note(f"{where}.template must be a document template's id (a lower-case UUID), got {template!r}")
+        template = None
+    achievement = r.text(item, "achievement", where, MAX_FIELD)
+    trigger: str | None
+    if kind == "honour-certificate":
+        trigger = certificate = r.choice(item, "trigger", where, CERTIFICATE_TRIGGERS)
+        letter = None
+    else:
+        trigger = letter = r.choice(item, "trigger", where, LETTER_TRIGGERS)
+        certificate = None
+    if trigger is not None:
+        wanted = _TRIGGER_FIELDS[trigger]
+        for key in ("top", "tier", "years") if certificate is not None else ("min_spend",):
+            if key == wanted and item.get(key) is None:
+                r.note(f"{_at(where, key)} is required with trigger {trigger}")
+            elif key != wanted and item.get(key) is not None:
+                r.note(f"{where}: {key} does not go with trigger {trigger}")
+    top = r.whole(item, "top", where, 1, MAX_TOP)
+    years = r.whole(item, "years", where, 1, 100)
+    min_spend = r.amount(item, "min_spend", where)
+    tier = item.get("tier")
+    if tier is not None and not (isinstance(tier, str) and _is_tier_name(tier)):
+        r.note(f"{where}.tier must be a tier name, got {tier!r}")
+        tier = None
+    if not isinstance(template, str):
+        return None
+    if certificate is not None:
+        return HonourCertificate(measure_id, template, certificate, top, tier, years, achievement)
+    if letter is not None:
+        return ThankYouLetter(measure_id, template, letter, min_spend, achievement)
+    return None
