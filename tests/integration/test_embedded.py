@@ -24,6 +24,7 @@ import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient
 from harness import eventually
+from test_rewards_documents import pdf_text
 
 from loyalty_cli.dev import api_keys_setting, load_api_keys
 from loyalty_cli.embedded import EmbeddedPostgres, TansuBroker, ensure_topics, free_port
@@ -364,6 +365,21 @@ def test_simulate_runs_the_rewards_demo_to_a_rebate_statement_credited_in_points
         )
         assert ledger.status_code == 200, ledger.text
         assert points in [entry["points"] for entry in ledger.json()["items"]], ledger.text
+
+    # then the non-material half of the scheme: a launch's priority window, documents, an exchange event
+    assert "a priority window: X1 Pro launch" in out, out
+    assert "the launch so far (GET /v1/launches/{id}):" in out, out
+    certificate = re.search(
+        r"certificate for (M-\d+) \(上海华强电子有限公司\), verification code (\S+): (\S+\.pdf)", out
+    )
+    assert certificate, out
+    code, pdf = certificate.group(2), Path(certificate.group(3))
+    text = pdf_text(pdf.read_bytes())
+    assert "上海华强电子有限公司" in text and code in text, text
+    assert re.search(r"letter for M-\d+ \(Nordlicht Maschinenbau GmbH\): \S+\.pdf", out), out
+    assert "awarded to 上海华强电子有限公司, valid" in out, out
+    assert "5 seats, 8 invited, 5 accepted, 2 waitlisted, 1 declined" in out, out
+    assert "accepted (moved up)" in out, out
 
 
 async def test_a_killed_service_is_restarted_and_every_order_is_applied_once(dev: Dev) -> None:

@@ -28,7 +28,7 @@ from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
 from pathlib import Path
 from typing import Any, TextIO
 
-from loyalty_cli import demo
+from loyalty_cli import demo, scheme
 from loyalty_cli.dev import PLATFORM_FILE, LocalPlatform, default_home, read_platform
 from loyalty_cli.services import SERVICES
 from loyalty_shared.envelope import CloudEvent, new_event
@@ -455,6 +455,7 @@ def run(args: argparse.Namespace) -> int:
             asyncio.run(publish_and_watch(events, target, members, args.rate, args.wait, programs=programs))
             if demo_set is not None and target.rewards is not None:
                 close_the_quarter(target, demo_set, events, args.wait)
+                tour_the_scheme(target, events, data_dir)
     except PublishError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
@@ -529,6 +530,18 @@ def close_the_quarter(
 
 
 STATEMENT_CANDIDATES = 25  # the busiest members looked at for a rebate statement to show
+
+
+def tour_the_scheme(target: Target, events: list[tuple[str, CloudEvent]], data_dir: Path) -> list[str]:
+    """After the quarter: a launch's priority window, documents for the top accounts, an exchange
+    event filling up (``loyalty_cli.scheme``); what was shown."""
+    assert target.rewards is not None
+    tour = scheme.Tour(
+        rewards=_api(target.rewards),
+        members=busiest_members(events, scheme.INVITED),
+        documents_dir=data_dir / "documents",
+    )
+    return asyncio.run(scheme.show(tour))
 
 
 def render_budgets(programs: Sequence[demo.DemoProgram], snapshot: Snapshot) -> list[str]:
