@@ -333,6 +333,15 @@ GIFTS: dict[str, Any] = {
     "measures": [
         {"id": "big-order", "kind": "threshold-gift", "basis": "order", "min": "300", "item": "mug"},
         {"id": "month-spend", "kind": "threshold-gift", "basis": "cycle-spend", "min": "900", "item": "pen"},
+        {
+            "id": "early-access",
+            "kind": "entitlement",
+            "basis": "cycle-spend",
+            "min": "500",
+            "right": "priority-purchase",
+            "name": "Early access",
+            "quota": 2,
+        },
     ],
     "schedule": {"starts": "2026-01-01T00:00:00+00:00", "cycle": "month"},
     "budget": {"currency": "EUR", "cap": "100.00", "per_member_cap": "60.00"},
@@ -386,8 +395,9 @@ async def gifts_program(session: AsyncSession) -> None:
 def test_rewards_issuing_batched_equals_sequential(
     infra: Infra, history: tuple[list[Step], list[bool]]
 ) -> None:
-    """With an active program: the same gifts (once per key), enrolments, budget use, refusals
-    (budget, member cap, stock of 3 mugs) and published events, batched or one by one."""
+    """With an active program: the same gifts (once per key), rights (an entitlement measure),
+    enrolments, budget use, refusals (budget, member cap, stock of 3 mugs) and published events,
+    batched or one by one."""
     with patch.dict(SNAPSHOTS, {"rewards": ISSUING_SNAPSHOT}):
         state = assert_same(infra, REWARDS, history, NOW, setup=gifts_program)
     budget = state["budgets"]
@@ -396,3 +406,4 @@ def test_rewards_issuing_batched_equals_sequential(
     assert all(r[4] <= Decimal(60) for r in state["participants"])
     controls = {r[1] for r in state["participants"] if r[2] == "control"}
     assert not controls & {r[0] for r in state["rewards"]}
+    assert not controls & {r[1] for r in state["entitlements"] if r[9] == "program"}

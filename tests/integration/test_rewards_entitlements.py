@@ -7,6 +7,7 @@ wrong keys are problems."""
 from __future__ import annotations
 
 import asyncio
+import copy
 import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -31,6 +32,14 @@ from harness import (
 )
 
 RIGHTS = "loyalty.rewards"
+PROGRAM: dict[str, Any] = {
+    "name": "Early access for big buyers",
+    "objective": "more big orders",
+    "control_share": "0.5",
+    "measures": [],
+    "schedule": {"starts": "2026-01-01T00:00:00+00:00", "cycle": "quarter"},
+    "budget": {"currency": "EUR", "cap": "1000.00"},
+}
 
 
 def now() -> datetime:
@@ -356,3 +365,64 @@ async def test_custom_service_hours_revocation_and_bad_input(rewards: ServicePro
             ),
             403,
         )
+
+
+async def test_a_program_rule_grants_a_right_once_per_cycle_and_never_to_its_control_group(
+    rewards: ServiceProcess,
+) -> None:
+    launch = await create_launch(rewards, ["X300"], now() - timedelta(days=1), now() + timedelta(days=7))
+    document = copy.deepcopy(PROGRAM)
+    document["measures"] = [
+        {
+            "id": "early-access",
+            "kind": "entitlement",
+            "basis": "order",
+            "min": "1000",
+            "right": "priority-purchase",
+            "name": "Early access: X300",
+            "launch_id": launch,
+            "quota": 1,
+            "valid_days": 30,
+        }
+    ]
+    async with rewards.client() as client:
+        response = await client.post("/v1/programs", json=document)
+        assert response.status_code == 201, response.text
+        program_id = response.json()["id"]
+        response = await client.post(f"/v1/programs/{program_id}/lifecycle", json={"action": "activate"})
+        assert response.status_code == 200, response.text
+
+    members = [unique("M") for _ in range(12)]
+    events = []
+    for member in members:
+        first = paid(member, unique("O"), "1500.00")
+        again = paid(member, first.data["order_id"], "1500.00")  # the same order paid again, a new event id
+        events += [first, again, paid(member, unique("O"), "2000.00"), paid(member, unique("O"), "50.00")]
+    await publish(rewards.infra, rewards.prefix + "orders", events)
+    await eventually(lambda: consumed(rewards, *events), what="every order consumed")
+
+    groups = {
+        r["member_id"]: r["grp"]
+        for r in await rewards.fetch(
+            "SELECT member_id, grp FROM participants WHERE program_id = $1", program_id
+        )
+    }
+    treated = {m for m, g in groups.items() if g == "treatment"}
+    assert set(groups) == set(members) and 0 < len(treated) < len(members)
+    rows = await rewards.fetch(
+        "SELECT member_id, source, valid_from, valid_until, quota FROM entitlements WHERE program_id = $1",
+        program_id,
+    )
+    assert sorted(r["member_id"] for r in rows) == sorted(treated), (
+        "one right per treated member, none held out"
+    )
+    for row in rows:
+        assert (row["source"], row["quota"]) == ("program", 1)
+        assert row["valid_until"] - row["valid_from"] == timedelta(days=30)
+    member = sorted(treated)[0]
+    decision = (await entitlements(rewards, member, "X300"))["decision"]
+    assert decision["allowed"] and decision["reason"] == "priority-right"
+    control = sorted(set(members) - treated)[0]
+    assert (await entitlements(rewards, control, "X300"))["decision"]["reason"] == "no-right"
+    granted = await published(rewards, RIGHTS, event_type="entitlement.granted")
+    assert sorted(e["subject"] for e in granted if e["data"]["program_id"] == program_id) == sorted(treated)

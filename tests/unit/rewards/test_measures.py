@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 from rewards_service.domain import (
     MEASURE_KINDS,
     Coupon,
+    EntitlementGrant,
     LadderDiscount,
     OneTimeDiscount,
     Rebate,
@@ -49,6 +50,7 @@ def test_kinds() -> None:
         TierUpgradeGift.kind,
         HonourCertificate.kind,
         ThankYouLetter.kind,
+        EntitlementGrant.kind,
     ]
     assert tuple(kinds) == MEASURE_KINDS
     assert TierDiscount("t").kind == "tier-discount"
@@ -302,3 +304,14 @@ def test_an_upgrade_gift_limited_to_some_tiers() -> None:
     top = TierUpgradeGift("top-tiers", frozenset({"Gold", "Platinum"}))
     assert upgrade_gift_due(top, "up", "Platinum", "platinum-gift") == "platinum-gift"
     assert upgrade_gift_due(top, "up", "Silver", "silver-welcome-kit") is None
+
+
+def test_an_entitlement_is_earned_as_a_threshold_gift_is() -> None:
+    right = EntitlementGrant("early", "order", d("1000"), "priority-purchase", "Early access")
+    assert gift_due(right, d("1000"), d("0"), d("1000"))
+    assert not gift_due(right, d("999.99"), d("0"), d("999.99"))
+    spend = EntitlementGrant(
+        "vip", "cycle-spend", d("5000"), "custom-service", "Engineer", service="engineer"
+    )
+    assert gift_due(spend, d("100"), d("4900"), d("5000"))
+    assert not gift_due(spend, d("100"), d("5000"), d("5100")), "once: only the order crossing it"

@@ -352,7 +352,7 @@ def _measures(*measures: dict[str, Any]) -> dict[str, Any]:
         (document(measures=["rebate"]), "measures[0] must be an object"),
         (
             _measures({"id": "x", "kind": "bonus"}),
-            "measures[0].kind must be one of ladder-discount, tier-discount, one-time-discount, rebate, threshold-gift, tier-upgrade-gift, honour-certificate, thank-you-letter, got 'bonus'",
+            "measures[0].kind must be one of ladder-discount, tier-discount, one-time-discount, rebate, threshold-gift, tier-upgrade-gift, honour-certificate, thank-you-letter, entitlement, got 'bonus'",
         ),
         (_measures({"id": "x"}), "measures[0].kind is required"),
         (_measures({"kind": "tier-discount"}), "measures[0].id is required"),
@@ -588,7 +588,7 @@ def test_all_problems_are_reported_together() -> None:
         "target_group.rfm_segments[0] must be one of champions, loyal, big-spenders, new, at-risk, hibernating, others, got 'vip'",
         "control_share must be from 0 to 0.5 with at most 4 decimals, got 0.6",
         "measures[0].steps must be strictly ascending by min: measures[0].steps[1].min 100000 is not above 100000",
-        "measures[1].kind must be one of ladder-discount, tier-discount, one-time-discount, rebate, threshold-gift, tier-upgrade-gift, honour-certificate, thank-you-letter, got 'bonus'",
+        "measures[1].kind must be one of ladder-discount, tier-discount, one-time-discount, rebate, threshold-gift, tier-upgrade-gift, honour-certificate, thank-you-letter, entitlement, got 'bonus'",
         "measures[2] takes exactly one of percent and amount",
         "measures[3].steps[0].value must be a percent above 0 and at most 100, at most 4 decimals",
         "measure id 'quarterly-rebate' is used twice",
@@ -636,3 +636,61 @@ def test_refused_transitions(status: Any, action: Any, message: str) -> None:
     with pytest.raises(ValueError) as raised:
         transition(status, action)
     assert str(raised.value) == message
+
+
+# --- an entitlement measure -------------------------------------------------------------------------
+
+ENTITLEMENT = {
+    "id": "early-access",
+    "kind": "entitlement",
+    "basis": "order",
+    "min": "1000",
+    "right": "priority-purchase",
+    "name": "Early access to launches",
+    "skus": ["X2", "X1"],
+    "quota": 2,
+    "valid_days": 60,
+}
+
+
+def test_an_entitlement_measure_reads_and_round_trips() -> None:
+    from rewards_service.domain import EntitlementGrant
+
+    document = copy.deepcopy(DOCUMENT)
+    document["measures"].append(ENTITLEMENT)
+    assert validate_program(document) == []
+    program = program_from_document(document)
+    right = program.measure("early-access")
+    assert right == EntitlementGrant(
+        "early-access",
+        "order",
+        d("1000"),
+        "priority-purchase",
+        "Early access to launches",
+        skus=("X1", "X2"),
+        quota=2,
+        valid_days=60,
+    )
+    assert program_from_document(json.loads(json.dumps(program_document(program)))) == program
+
+
+@pytest.mark.parametrize(
+    ("change", "problem"),
+    [
+        ({"right": "gold-bar"}, "right must be one of priority-purchase, custom-service"),
+        ({"right": "custom-service"}, "a custom-service entitlement names its service"),
+        (
+            {"service": "engineer"},
+            "a priority-purchase entitlement is scoped by skus, categories or a launch",
+        ),
+        ({"quota": 0}, "quota must be a whole number from 1"),
+        ({"valid_days": 0}, "valid_days must be a whole number from 1"),
+        ({"min": "-5"}, "min must be an amount above 0"),
+        ({"unit": "litres"}, "unit must be one of units, sessions, hours"),
+    ],
+)
+def test_an_entitlement_measure_problems(change: dict[str, Any], problem: str) -> None:
+    document = copy.deepcopy(DOCUMENT)
+    document["measures"].append({**ENTITLEMENT, **change})
+    problems = validate_program(document)
+    assert any(problem in p for p in problems), problems

@@ -202,7 +202,47 @@ def launch_of(row: Launch) -> rules.Launch:
     return rules.Launch(row.launch_id, tuple(row.skus), row.opens_at, row.public_at)
 
 
-def _granted(row: Entitlement) -> EntitlementGranted:
+def new_right(
+    entitlement_id: str,
+    member_id: str,
+    kind: str,
+    name: str,
+    scope: rules.Scope,
+    *,
+    unit: str,
+    quota: int | None,
+    valid_from: datetime,
+    valid_until: datetime | None,
+    source: rules.Source,
+    granted_by: str,
+    granted_at: datetime,
+    **origin: str | None,
+) -> Entitlement:
+    """A new right's row, in force from ``valid_from``; ``origin``: its tier, program_id, dedupe or
+    request_hash."""
+    return Entitlement(
+        entitlement_id=entitlement_id,
+        member_id=member_id,
+        kind=kind,
+        name=name,
+        skus=list(scope.skus),
+        categories=list(scope.categories),
+        launch_id=scope.launch_id,
+        service=scope.service,
+        unit=unit,
+        quota=quota,
+        used=0,
+        valid_from=valid_from,
+        valid_until=valid_until,
+        status="active",
+        source=source,
+        granted_by=granted_by,
+        granted_at=granted_at,
+        **origin,
+    )
+
+
+def granted_event(row: Entitlement) -> EntitlementGranted:
     return EntitlementGranted(
         entitlement_id=row.entitlement_id,
         member_id=row.member_id,
@@ -244,21 +284,16 @@ async def grant(
         return view_of(earlier, now)
     if scope.launch_id is not None and await session.get(Launch, scope.launch_id) is None:
         raise Unprocessable(f"no launch {scope.launch_id}", code="launch-not-found")
-    row = Entitlement(
-        entitlement_id=str(uuid.uuid4()),
-        member_id=member_id,
-        kind=body.kind,
-        name=body.name,
-        skus=list(scope.skus),
-        categories=list(scope.categories),
-        launch_id=scope.launch_id,
-        service=scope.service,
+    row = new_right(
+        str(uuid.uuid4()),
+        member_id,
+        body.kind,
+        body.name,
+        scope,
         unit=body.unit,
         quota=body.quota,
-        used=0,
         valid_from=valid_from,
         valid_until=body.valid_until,
-        status="active",
         source="crm",
         granted_by=actor,
         granted_at=now,
@@ -266,7 +301,7 @@ async def grant(
         request_hash=request_hash,
     )
     session.add(row)
-    publish(session, _granted(row), member_id)
+    publish(session, granted_event(row), member_id)
     return view_of(row, now)
 
 
@@ -566,6 +601,14 @@ async def consumptions(session: AsyncSession, entitlement_id: str) -> list[Consu
 # --- the consumer: tier changes and orders given back ----------------------------------------------
 
 _TIER_RIGHT_IDS = uuid.UUID("6f1c7a52-3d0e-4f8e-9a35-2b8e1f0c9d41")
+
+
+def right_id(name: str) -> str:
+    """The id of a right the consumer grants, from what names it (the event and the right, or its
+    once-key): the same whether the batch is applied whole or one event at a time."""
+    return str(uuid.uuid5(_TIER_RIGHT_IDS, name))
+
+
 _TIER_RIGHTS = text(
     "SELECT entitlement_id, member_id, kind, service FROM entitlements "
     "WHERE member_id = ANY(CAST(:members AS text[])) AND source = 'tier' AND status = 'active' "
@@ -634,29 +677,24 @@ class TierEntitlements:
             )
         for right in granting:
             label = "Priority purchase" if right.kind == rules.PRIORITY else f"Service: {right.service}"
-            row = Entitlement(
-                entitlement_id=str(uuid.uuid5(_TIER_RIGHT_IDS, f"{event_id}:{right.kind}:{right.service}")),
-                member_id=change.member_id,
-                kind=right.kind,
-                name=f"{label} ({change.to_tier})",
-                skus=[],
-                categories=[],
-                launch_id=None,
-                service=right.service,
+            row = new_right(
+                right_id(f"{event_id}:{right.kind}:{right.service}"),
+                change.member_id,
+                right.kind,
+                f"{label} ({change.to_tier})",
+                right.scope,
                 unit="units" if right.kind == rules.PRIORITY else "sessions",
                 quota=None,
-                used=0,
                 valid_from=at,
                 valid_until=None,
-                status="active",
                 source="tier",
-                tier=change.to_tier,
                 granted_by="tiers",
                 granted_at=now,
+                tier=change.to_tier,
             )
             held[row.entitlement_id] = right
             self.granted.append(row)
-            publish(self.session, _granted(row), change.member_id)
+            publish(self.session, granted_event(row), change.member_id)
 
     def on_order_reversed(self, facts: Facts, delivery: Delivery) -> None:
         """An order cancelled, or refunded in full: what it used of a right goes back."""

@@ -34,9 +34,11 @@ from loyalty_shared.events import (
 from loyalty_shared.handling import Delivery
 from loyalty_shared.messaging.outbox import publish
 from rewards_service import domain
-from rewards_service.domain.issuing import Due, gifts_for_order, gifts_for_promotion, reach
+from rewards_service.domain.entitlements import Scope
+from rewards_service.domain.issuing import Due, gifts_for_order, gifts_for_promotion, reach, rights_for_order
+from rewards_service.entitlements import granted_event, new_right, right_id
 from rewards_service.facts import Facts, OrderRow
-from rewards_service.models import Participant, RefusedReward, Reward, table
+from rewards_service.models import Entitlement, Participant, RefusedReward, Reward, table
 
 # --- the programs in force -------------------------------------------------------------------------
 
@@ -152,6 +154,10 @@ _KEYS = text(
     "SELECT dedupe FROM rewards WHERE member_id = ANY(CAST(:members AS text[])) "
     "AND program_id = ANY(CAST(:programs AS text[])) AND dedupe IS NOT NULL"
 )
+_RIGHT_KEYS = text(
+    "SELECT dedupe FROM entitlements WHERE member_id = ANY(CAST(:members AS text[])) "
+    "AND program_id = ANY(CAST(:programs AS text[])) AND dedupe IS NOT NULL"
+)
 _PARTICIPANT_COLUMNS = ("program_id", "member_id", "grp", "version", "enrolled_at", "given")
 _INSERT_PARTICIPANTS = unnest_insert(table(Participant), _PARTICIPANT_COLUMNS)
 _UPDATE_GIVEN = text(
@@ -214,6 +220,7 @@ class Issuer:
     keys: set[str]
     rewards: list[dict[str, Any]] = field(default_factory=list)
     refusals: list[dict[str, Any]] = field(default_factory=list)
+    rights: list[Entitlement] = field(default_factory=list)
 
     @classmethod
     async def load(
@@ -233,6 +240,9 @@ class Issuer:
         found = await session.execute(_PARTICIPANTS, {"programs": ids, "members": member_ids})
         participants = {(r.program_id, r.member_id): ParticipantRow(*r) for r in found}
         keys = set(await session.scalars(_KEYS, {"members": member_ids, "programs": ids}))
+        granting = [p.id for p in programs if any(m.kind == "entitlement" for m in p.program.measures)]
+        if granting:
+            keys |= set(await session.scalars(_RIGHT_KEYS, {"members": member_ids, "programs": granting}))
         programs_by_id = {p.id: p for p in programs}
         return cls(session, clock_now(session), programs_by_id, budgets, participants, items or {}, keys)
 
@@ -283,6 +293,10 @@ class Issuer:
                 live.id, live.program, member, order.order_id, order.amount, order.paid_at
             ):
                 self.gift(live, participant, due)
+            for measure, due in rights_for_order(
+                live.id, live.program, member, order.order_id, order.amount, order.paid_at
+            ):
+                self.right(live, participant, measure, due, order.paid_at)
 
     def on_tier_change(self, facts: Facts, change: TierChanged, at: datetime) -> None:
         gift = change.benefits.upgrade_gift if change.benefits is not None else None
@@ -346,6 +360,40 @@ class Issuer:
             participant.member_id,
         )
         return Issued(reward_id)
+
+    def right(
+        self,
+        live: LiveProgram,
+        participant: ParticipantRow,
+        measure: domain.EntitlementGrant,
+        due: Due,
+        at: datetime,
+    ) -> Issued:
+        """A right (an entitlement) from ``at`` for the measure's ``valid_days``, once per
+        ``due.key``; it costs the budget nothing. Its id is the key's (batched or one by one, the same)."""
+        if due.key in self.keys:
+            return Issued(None, "already-issued")
+        self.keys.add(due.key)
+        scope = Scope(measure.skus, measure.categories, measure.launch_id, measure.service)
+        row = new_right(
+            right_id(due.key),
+            participant.member_id,
+            measure.right,
+            measure.name,
+            scope,
+            unit=measure.unit,
+            quota=measure.quota,
+            valid_from=at,
+            valid_until=at + timedelta(days=measure.valid_days),
+            source="program",
+            granted_by=f"program:{live.id}:v{live.version}:{measure.id}",
+            granted_at=self.now,
+            program_id=live.id,
+            dedupe=due.key,
+        )
+        self.rights.append(row)
+        publish(self.session, granted_event(row), participant.member_id)
+        return Issued(row.entitlement_id)
 
     def rebate(
         self,
@@ -494,6 +542,10 @@ class Issuer:
             await execute(_INSERT_REWARDS, columns_of(table(Reward), self.rewards, REWARD_COLUMNS))
         if self.refusals:
             await execute(_INSERT_REFUSALS, columns_of(table(RefusedReward), self.refusals, _REFUSAL_COLUMNS))
+        if self.rights:
+            self.session.add_all(self.rights)
+            await self.session.flush()
+            self.rights = []
 
 
 async def lock_items(session: AsyncSession, item_ids: Iterable[str]) -> dict[str, ItemRow]:

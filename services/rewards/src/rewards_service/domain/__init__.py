@@ -47,6 +47,7 @@ from rewards_service.domain.ladders import Step, Steps, step_for, validate_steps
 from rewards_service.domain.measures import (
     MEASURE_KINDS,
     Coupon,
+    EntitlementGrant,
     LadderDiscount,
     Measure,
     MeasureKind,
@@ -104,6 +105,7 @@ __all__ = [
     "Debit",
     "DocumentKind",
     "DocumentMeasure",
+    "EntitlementGrant",
     "Figures",
     "HonourCertificate",
     "LadderDiscount",

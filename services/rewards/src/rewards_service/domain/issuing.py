@@ -12,11 +12,17 @@ import hashlib
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Literal
+from typing import Literal, TypeVar
 
 from rewards_service.domain.cycles import cycle_of
 from rewards_service.domain.groups import MemberFacts, figures, holdout, in_target
-from rewards_service.domain.measures import ThresholdGift, TierUpgradeGift, gift_due, upgrade_gift_due
+from rewards_service.domain.measures import (
+    EntitlementGrant,
+    ThresholdGift,
+    TierUpgradeGift,
+    gift_due,
+    upgrade_gift_due,
+)
 from rewards_service.domain.programs import Program
 from rewards_service.domain.rfm import segment_of
 
@@ -59,30 +65,47 @@ def gifts_for_order(
 ) -> list[Due]:
     """The threshold gifts an order paid at ``at`` for ``amount`` earns. ``facts`` already hold the
     order: the cycle's spend before it is the spend with it less its amount."""
+    return [
+        Due(measure.id, measure.item, due.cycle, due.key, due.reason)
+        for measure, due in _thresholds(program_id, program, facts, order_id, amount, at, ThresholdGift)
+    ]
+
+
+def rights_for_order(
+    program_id: str, program: Program, facts: MemberFacts, order_id: str, amount: Decimal, at: datetime
+) -> list[tuple[EntitlementGrant, Due]]:
+    """The rights (entitlement measures) an order earns, as threshold gifts are earned: once per
+    program, measure, member and cycle."""
+    return _thresholds(program_id, program, facts, order_id, amount, at, EntitlementGrant)
+
+
+_M = TypeVar("_M", ThresholdGift, EntitlementGrant)
+
+
+def _thresholds(
+    program_id: str,
+    program: Program,
+    facts: MemberFacts,
+    order_id: str,
+    amount: Decimal,
+    at: datetime,
+    kind: type[_M],
+) -> list[tuple[_M, Due]]:
     cycle = cycle_of(program.schedule, at)
     if cycle is None:
         return []
     after = figures(facts, cycle.start, cycle.end).spend
-    due: list[Due] = []
+    due: list[tuple[_M, Due]] = []
     for measure in program.measures:
-        if not isinstance(measure, ThresholdGift):
-            continue
-        if not gift_due(measure, amount, after - amount, after):
+        if not isinstance(measure, kind) or not gift_due(measure, amount, after - amount, after):
             continue
         what = (
             f"order {order_id} of {amount}"
             if measure.basis == "order"
             else f"spend of {after} in {cycle.label} with order {order_id}"
         )
-        due.append(
-            Due(
-                measure.id,
-                measure.item,
-                cycle.label,
-                once_key("threshold-gift", program_id, measure.id, facts.member_id, cycle.label),
-                f"{what} reached {measure.min}",
-            )
-        )
+        key = once_key(measure.kind, program_id, measure.id, facts.member_id, cycle.label)
+        due.append((measure, Due(measure.id, None, cycle.label, key, f"{what} reached {measure.min}")))
     return due
 
 

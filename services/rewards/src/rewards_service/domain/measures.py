@@ -28,6 +28,7 @@ MeasureKind = Literal[
     "tier-upgrade-gift",
     "honour-certificate",
     "thank-you-letter",
+    "entitlement",
 ]
 MEASURE_KINDS: tuple[MeasureKind, ...] = (
     "ladder-discount",
@@ -38,6 +39,7 @@ MEASURE_KINDS: tuple[MeasureKind, ...] = (
     "tier-upgrade-gift",
     "honour-certificate",
     "thank-you-letter",
+    "entitlement",
 )
 DiscountBasis = Literal["volume", "frequency"]
 DISCOUNT_BASES: tuple[DiscountBasis, ...] = ("volume", "frequency")
@@ -207,7 +209,10 @@ class ThresholdGift:
 
 
 def gift_due(
-    measure: ThresholdGift, order_amount: Decimal, cycle_spend_before: Decimal, cycle_spend_after: Decimal
+    measure: ThresholdGift | EntitlementGrant,
+    order_amount: Decimal,
+    cycle_spend_before: Decimal,
+    cycle_spend_after: Decimal,
 ) -> bool:
     """Whether this order earns the gift: on the order basis, it is at least ``min``; on the cycle-spend
     basis, it takes the cycle's spend across ``min`` (before < min ≤ after). Once per cycle is the
@@ -215,6 +220,35 @@ def gift_due(
     if measure.basis == "order":
         return order_amount >= measure.min
     return cycle_spend_before < measure.min <= cycle_spend_after
+
+
+RightKind = Literal["priority-purchase", "custom-service"]
+RIGHT_KINDS: tuple[RightKind, ...] = ("priority-purchase", "custom-service")
+RightUnit = Literal["units", "sessions", "hours"]
+RIGHT_UNITS: tuple[RightUnit, ...] = ("units", "sessions", "hours")
+
+
+@dataclass(frozen=True)
+class EntitlementGrant:
+    """A right (an entitlement) for ``valid_days`` from the order that earns it, earned as a
+    threshold gift is (one order of at least ``min``, or the cycle's net spend reaching it), once per
+    cycle: a priority purchase right scoped by ``skus``, ``categories`` or ``launch_id`` (none: every
+    launch), or a custom service (``service``), with a ``quota`` (None: no limit). It costs the
+    budget nothing."""
+
+    kind: ClassVar[Literal["entitlement"]] = "entitlement"
+    id: str
+    basis: GiftBasis
+    min: Decimal
+    right: RightKind
+    name: str
+    skus: tuple[str, ...] = ()
+    categories: tuple[str, ...] = ()
+    launch_id: str | None = None
+    service: str | None = None
+    unit: RightUnit = "units"
+    quota: int | None = None
+    valid_days: int = 90
 
 
 @dataclass(frozen=True)
@@ -247,4 +281,5 @@ Measure = (
     | TierUpgradeGift
     | HonourCertificate
     | ThankYouLetter
+    | EntitlementGrant
 )

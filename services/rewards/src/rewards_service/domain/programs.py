@@ -29,6 +29,7 @@ from rewards_service.domain.documents import (
     HonourCertificate,
     ThankYouLetter,
 )
+from rewards_service.domain.entitlements import Scope, grant_problems
 from rewards_service.domain.groups import TargetGroup
 from rewards_service.domain.ladders import Step, Steps, validate_steps
 from rewards_service.domain.measures import (
@@ -38,6 +39,9 @@ from rewards_service.domain.measures import (
     MEASURE_KINDS,
     PAY_AS,
     REBATE_BASES,
+    RIGHT_KINDS,
+    RIGHT_UNITS,
+    EntitlementGrant,
     LadderDiscount,
     Measure,
     OneTimeDiscount,
@@ -155,6 +159,21 @@ def _measure_document(measure: Measure) -> dict[str, Any]:
         return {**head, "basis": measure.basis, "min": str(measure.min), "item": measure.item}
     if isinstance(measure, HonourCertificate | ThankYouLetter):
         return _document_measure_document(measure, head)
+    if isinstance(measure, EntitlementGrant):
+        return {
+            **head,
+            "basis": measure.basis,
+            "min": str(measure.min),
+            "right": measure.right,
+            "name": measure.name,
+            "skus": list(measure.skus),
+            "categories": list(measure.categories),
+            "launch_id": measure.launch_id,
+            "service": measure.service,
+            "unit": measure.unit,
+            "quota": measure.quota,
+            "valid_days": measure.valid_days,
+        }
     return {**head, "tiers": sorted(measure.tiers)}
 
 
@@ -220,6 +239,10 @@ _MEASURE_FIELDS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {  # kind:
     "tier-upgrade-gift": ((), ("tiers",)),
     "honour-certificate": (("template", "trigger"), ("top", "tier", "years", "achievement")),
     "thank-you-letter": (("template", "trigger"), ("min_spend", "achievement")),
+    "entitlement": (
+        ("basis", "min", "right", "name"),
+        ("skus", "categories", "launch_id", "service", "unit", "quota", "valid_days"),
+    ),
 }
 _AMOUNT = "an amount above 0 with at most 2 decimals"
 _T = TypeVar("_T", bound=str)
@@ -521,10 +544,57 @@ def _read_measure(
             measure = ThresholdGift(measure_id, gift_basis, low, gift)
     elif kind in ("honour-certificate", "thank-you-letter"):
         measure = _read_document_measure(r, item, where, kind, measure_id)
+    elif kind == "entitlement":
+        measure = _read_entitlement(r, item, where, measure_id)
     else:
         tiers = r.names(item, "tiers", where, _is_tier_name, "a tier name")
         measure = TierUpgradeGift(measure_id, tiers)
     return measure if len(r.problems) == before else None
+
+
+def _read_entitlement(
+    r: _Reader, item: Mapping[str, Any], where: str, measure_id: str
+) -> EntitlementGrant | None:
+    basis = r.choice(item, "basis", where, GIFT_BASES)
+    low = r.amount(item, "min", where)
+    right = r.choice(item, "right", where, RIGHT_KINDS)
+    name = r.text(item, "name", where, 200)
+    skus = tuple(sorted(r.names(item, "skus", where, _is_code, "a SKU of 1 to 64 characters")))
+    categories = tuple(
+        sorted(r.names(item, "categories", where, _is_code, "a category of 1 to 64 characters"))
+    )
+    launch_id = r.text(item, "launch_id", where, 36)
+    service = r.text(item, "service", where, 64)
+    unit = r.choice(item, "unit", where, RIGHT_UNITS) or "units"
+    quota = r.whole(item, "quota", where, 1, 1_000_000)
+    valid_days = r.whole(item, "valid_days", where, 1, 3660)
+    if right is not None:
+        scope = Scope(skus, categories, launch_id, service)
+        for problem in grant_problems(right, scope, quota, _EPOCH, None):
+            r.note(f"{where}: {problem}")
+    if basis is None or low is None or right is None or name is None:
+        return None
+    return EntitlementGrant(
+        measure_id,
+        basis,
+        low,
+        right,
+        name,
+        skus,
+        categories,
+        launch_id,
+        service,
+        unit,
+        quota,
+        90 if valid_days is None else valid_days,
+    )
+
+
+_EPOCH = datetime(2000, 1, 1, tzinfo=UTC)  # a right's window starts at its order: any start checks the scope
+
+
+def _is_code(value: str) -> bool:
+    return 0 < len(value) <= 64 and value.strip() == value and "\x00" not in value
 
 
 def _read_one_time_discount(

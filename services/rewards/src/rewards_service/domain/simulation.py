@@ -29,6 +29,7 @@ from rewards_service.domain.measures import (
     LadderDiscount,
     OneTimeDiscount,
     Rebate,
+    ThresholdGift,
     TierDiscount,
     TierUpgradeGift,
     cash_value_of_points,
@@ -217,6 +218,8 @@ def _not_simulated(program: Program) -> list[str]:
             )
         elif isinstance(measure, OneTimeDiscount):
             notes.append(f"{measure.id}: coupons are issued by the CRM, not by orders")
+        elif not isinstance(measure, LadderDiscount | Rebate | ThresholdGift):
+            notes.append(f"{measure.id}: {measure.kind} costs the budget nothing and is not simulated")
     if program.target_group.tiers:
         notes.append("targeting by tier uses each member's tier in force now")
     return notes
