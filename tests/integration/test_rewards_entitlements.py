@@ -207,6 +207,8 @@ async def test_a_quota_is_never_exceeded_under_100_concurrent_consumptions(rewar
 
     async with rewards.client() as client:
         view = (await client.get(f"/v1/launches/{launch}")).json()
+        listed = (await client.get("/v1/launches")).json()
+    assert [v for v in listed if v["launch_id"] == launch] == [view]
     assert (view["phase"], view["rights_used"], view["members"], view["units"]) == ("priority", 1, 1, 10)
     events = await published(rewards, RIGHTS, event_type="entitlement.consumed", member=member)
     assert len(events) == 10

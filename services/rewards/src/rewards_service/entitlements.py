@@ -19,7 +19,7 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import AwareDatetime, BaseModel, Field
 from sqlalchemy import select, text
@@ -377,29 +377,36 @@ async def member_entitlements(
     )
 
 
-_LAUNCH_USE = text(
-    "SELECT count(DISTINCT entitlement_id) AS rights, count(DISTINCT member_id) AS members, "
-    "coalesce(sum(quantity), 0) AS units FROM entitlement_consumptions "
-    "WHERE launch_id = :launch AND returned_at IS NULL"
+_LAUNCHES = (
+    "SELECT l.launch_id, l.name, l.skus, l.opens_at, l.public_at, "
+    "count(DISTINCT c.entitlement_id) AS rights, count(DISTINCT c.member_id) AS members, "
+    "coalesce(sum(c.quantity), 0) AS units FROM launches AS l "
+    "LEFT JOIN entitlement_consumptions AS c ON c.launch_id = l.launch_id AND c.returned_at IS NULL "
 )
+_LAUNCH = text(_LAUNCHES + "WHERE l.launch_id = :launch GROUP BY l.launch_id")
+_LAUNCH_LIST = text(_LAUNCHES + "GROUP BY l.launch_id ORDER BY l.opens_at DESC, l.launch_id LIMIT 200")
 
 
-async def launch_view(session: AsyncSession, launch_id: str) -> LaunchView:
-    row = await session.get(Launch, launch_id)
-    if row is None:
-        raise NotFound(f"no launch {launch_id}", code="launch-not-found")
-    use = (await session.execute(_LAUNCH_USE, {"launch": launch_id})).one()
+def _launch_view(row: Any, at: datetime) -> LaunchView:
+    """A launch with what was bought under rights in its window (a row of ``_LAUNCHES``)."""
     return LaunchView(
         launch_id=row.launch_id,
         name=row.name,
         skus=row.skus,
         opens_at=row.opens_at,
         public_at=row.public_at,
-        phase=launch_of(row).phase(clock_now(session)),
-        rights_used=use.rights,
-        members=use.members,
-        units=use.units,
+        phase=launch_of(row).phase(at),
+        rights_used=row.rights,
+        members=row.members,
+        units=row.units,
     )
+
+
+async def launch_view(session: AsyncSession, launch_id: str) -> LaunchView:
+    row = (await session.execute(_LAUNCH, {"launch": launch_id})).one_or_none()
+    if row is None:
+        raise NotFound(f"no launch {launch_id}", code="launch-not-found")
+    return _launch_view(row, clock_now(session))
 
 
 async def create_launch(session: AsyncSession, body: LaunchBody, actor: str) -> LaunchView:
@@ -420,8 +427,9 @@ async def create_launch(session: AsyncSession, body: LaunchBody, actor: str) -> 
 
 
 async def launch_list(session: AsyncSession) -> list[LaunchView]:
-    ids = await session.scalars(select(Launch.launch_id).order_by(Launch.opens_at.desc()).limit(200))
-    return [await launch_view(session, launch_id) for launch_id in ids]
+    """The newest 200 launches, in one statement."""
+    now = clock_now(session)
+    return [_launch_view(row, now) for row in await session.execute(_LAUNCH_LIST)]
 
 
 # --- consumption -----------------------------------------------------------------------------------
