@@ -157,57 +157,68 @@ async def show(tour: Tour) -> list[str]:
     return tour.done
 
 
+async def _ask(
+    client: Any,
+    tour: Tour,
+    method: str,
+    path: str,
+    what: str,
+    *,
+    expect: int = 200,
+    key: str | None = None,
+    **kwargs: Any,
+) -> dict[str, Any]:
+    """One call to rewards with the crm key (and an Idempotency-Key when given): its JSON object
+    when it answers ``expect``; Unavailable, saying what, when it does not."""
+    url, headers = tour.rewards.at(path), tour.rewards.headers()
+    if key is not None:
+        headers["Idempotency-Key"] = key
+    status, body = await _call(client, method, url, what, headers=headers, **kwargs)
+    if status != expect or not isinstance(body, dict):
+        raise _problem(what, url, status, body)
+    return body
+
+
 async def _launch(client: Any, tour: Tour, now: datetime) -> None:
-    rewards, headers = tour.rewards, tour.rewards.headers()
-    url = rewards.at("/v1/launches")
-    status, launch = await _call(client, "POST", url, "a launch", json=launch_document(now), headers=headers)
-    if status != 201 or not isinstance(launch, dict):
-        raise _problem("a launch", url, status, launch)
+    launch = await _ask(
+        client, tour, "POST", "/v1/launches", "a launch", expect=201, json=launch_document(now)
+    )
     rows, buyer = [], None
     for member in tour.members[:INVITED]:
-        url = rewards.at(f"/v1/members/{member}/entitlements")
         params = {"sku": LAUNCH_SKU, "category": LAUNCH_CATEGORY}
-        status, body = await _call(client, "GET", url, "rights", params=params, headers=headers)
-        if status != 200 or not isinstance(body, dict):
-            raise _problem("a member's rights", url, status, body)
+        body = await _ask(
+            client, tour, "GET", f"/v1/members/{member}/entitlements", "a member's rights", params=params
+        )
         rows.append(rights_cells(member, body))
         if buyer is None and (body.get("decision") or {}).get("allowed"):
             buyer = member
     for line in render_rights(rows, launch):
         tour.say(line)
     if buyer is not None:
-        url = rewards.at(f"/v1/members/{buyer}/entitlements/consume")
         order = f"PRE-{launch['launch_id'][:8]}"
         body = {"sku": LAUNCH_SKU, "category": LAUNCH_CATEGORY, "order_id": order, "quantity": 1}
-        status, used = await _call(
-            client, "POST", url, "a pre-order", json=body, headers=headers | {"Idempotency-Key": order}
-        )
-        if status != 200 or not isinstance(used, dict):
-            raise _problem("a pre-order", url, status, used)
+        path = f"/v1/members/{buyer}/entitlements/consume"
+        await _ask(client, tour, "POST", path, "a pre-order", key=order, json=body)
         tour.say(
             f"  {buyer} pre-orders one {LAUNCH_SKU} under their right (POST /v1/members/{{id}}/"
             "entitlements/consume, with an Idempotency-Key; cancelling the order gives it back)"
         )
-    url = rewards.at(f"/v1/launches/{launch['launch_id']}")
-    status, view = await _call(client, "GET", url, "the launch", headers=headers)
-    if status == 200 and isinstance(view, dict):
+    url = tour.rewards.at(f"/v1/launches/{launch['launch_id']}")
+    status, view = await _call(client, "GET", url, "the launch", headers=tour.rewards.headers())
+    if status == 200 and isinstance(view, dict):  # the figures are a bonus: without them, go on
         tour.say(launch_line(view))
     tour.done.append("launch")
 
 
 async def _template(client: Any, tour: Tour, document: Mapping[str, Any]) -> str:
     """The demo template's id (created the first time)."""
-    rewards, headers = tour.rewards, tour.rewards.headers()
-    url = rewards.at("/v1/document-templates")
-    status, listed = await _call(client, "GET", url, "the templates", headers=headers)
-    if status != 200 or not isinstance(listed, dict):
-        raise _problem("the document templates", url, status, listed)
+    listed = await _ask(client, tour, "GET", "/v1/document-templates", "the document templates")
     for found in listed.get("items", []):
         if isinstance(found, dict) and found.get("name") == document["name"]:
             return str(found["template_id"])
-    status, made = await _call(client, "POST", url, "a template", json=dict(document), headers=headers)
-    if status != 201 or not isinstance(made, dict):
-        raise _problem("a document template", url, status, made)
+    made = await _ask(
+        client, tour, "POST", "/v1/document-templates", "a document template", expect=201, json=dict(document)
+    )
     return str(made["template_id"])
 
 
@@ -217,16 +228,14 @@ def document_line(view: Mapping[str, Any], path: Path) -> str:
 
 
 async def _documents(client: Any, tour: Tour, now: datetime) -> None:
-    rewards, headers = tour.rewards, tour.rewards.headers()
     honoured = list(tour.members[:HONOURED])
     if not honoured:
         return
     for member, company, contact in zip(honoured, COMPANIES, CONTACTS, strict=False):
-        url = rewards.at(f"/v1/members/{member}/recipient")
         body = {"member_name": contact, "company": company}
-        status, named = await _call(client, "PUT", url, "a recipient", json=body, headers=headers)
-        if status != 200:
-            raise _problem("a member's name on documents", url, status, named)
+        await _ask(
+            client, tour, "PUT", f"/v1/members/{member}/recipient", "a member's name on documents", json=body
+        )
     certificate, letter = await _template(client, tour, CERTIFICATE), await _template(client, tour, LETTER)
     period = f"{now.year - 1}" if now.month == 1 and now.day == 1 else f"{now.year}"
     issued: list[dict[str, Any]] = []
@@ -246,9 +255,9 @@ async def _documents(client: Any, tour: Tour, now: datetime) -> None:
     )
     tour.documents_dir.mkdir(parents=True, exist_ok=True)
     for view in issued:
-        url = rewards.at(f"/v1/documents/{view['document_id']}.pdf")
+        url = tour.rewards.at(f"/v1/documents/{view['document_id']}.pdf")
         try:
-            response = await client.get(url, headers=headers)
+            response = await client.get(url, headers=tour.rewards.headers())
         except Exception as exc:
             raise Unavailable(f"a document's PDF at {url}: {type(exc).__name__}") from exc
         if response.status_code != 200:
@@ -258,7 +267,7 @@ async def _documents(client: Any, tour: Tour, now: datetime) -> None:
         tour.say(document_line(view, path))
     code = next((v["code"] for v in issued if v.get("code")), None)
     if code is not None:
-        url = rewards.at(f"/v1/certificates/{code}")
+        url = tour.rewards.at(f"/v1/certificates/{code}")
         status, shown = await _call(client, "GET", url, "a verification")  # public: no key
         if status == 200 and isinstance(shown, dict):
             tour.say(
@@ -271,38 +280,28 @@ async def _documents(client: Any, tour: Tour, now: datetime) -> None:
 async def _issue(
     client: Any, tour: Tour, template: str, members: list[str], fields: dict[str, Any], key: str
 ) -> list[dict[str, Any]]:
-    url = tour.rewards.at("/v1/documents")
     body = {"template_id": template, "member_ids": members, "fields": fields}
-    headers = tour.rewards.headers() | {"Idempotency-Key": key}
-    status, made = await _call(client, "POST", url, "documents", json=body, headers=headers)
-    if status != 201 or not isinstance(made, dict):
-        raise _problem("documents", url, status, made)
+    made = await _ask(client, tour, "POST", "/v1/documents", "documents", expect=201, key=key, json=body)
     return [d for d in made.get("items", []) if isinstance(d, dict)]
 
 
 async def _gathering(client: Any, tour: Tour, now: datetime) -> None:
     import httpx
 
-    rewards, headers = tour.rewards, tour.rewards.headers()
-    url = rewards.at("/v1/gatherings")
-    status, made = await _call(
-        client, "POST", url, "a gathering", json=gathering_document(now), headers=headers
-    )
-    if status != 201 or not isinstance(made, dict):
-        raise _problem("an exchange event", url, status, made)
+    document = gathering_document(now)
+    made = await _ask(client, tour, "POST", "/v1/gatherings", "an exchange event", expect=201, json=document)
     gid = made["id"]
     invited = list(tour.members[:INVITED])
-    url = rewards.at(f"/v1/gatherings/{gid}/invitations")
-    status, links = await _call(
+    links = await _ask(
         client,
+        tour,
         "POST",
-        url,
-        "invitations",
+        f"/v1/gatherings/{gid}/invitations",
+        "the invitations",
+        expect=201,
+        key=f"invite-{gid}",
         json={"member_ids": invited},
-        headers=headers | {"Idempotency-Key": f"invite-{gid}"},
     )
-    if status != 201 or not isinstance(links, dict):
-        raise _problem("the invitations", url, status, links)
     tour.say(
         f"an exchange event (POST /v1/gatherings): {SEATS} seats, {len(invited)} top accounts invited, "
         "each with a single-use link; all of them accept through their links at once"
@@ -310,7 +309,7 @@ async def _gathering(client: Any, tour: Tour, now: datetime) -> None:
 
     async def accept(link: Mapping[str, Any]) -> None:
         try:
-            await client.post(rewards.at(str(link["accept_path"])))  # no API key: the link is the key
+            await client.post(tour.rewards.at(str(link["accept_path"])))  # no API key: the link is the key
         except httpx.HTTPError as exc:
             raise Unavailable(f"an invitation link: {type(exc).__name__}") from exc
 
@@ -319,28 +318,19 @@ async def _gathering(client: Any, tour: Tour, now: datetime) -> None:
     accepted = [i for i in listed if i["status"] == "accepted"]
     if accepted and any(i["status"] == "waitlisted" for i in listed):
         decliner = accepted[0]["member_id"]
-        url = rewards.at(f"/v1/gatherings/{gid}/members/{decliner}/decline")
-        status, answer = await _call(client, "POST", url, "a decline", headers=headers)
-        if status != 200 or not isinstance(answer, dict):
-            raise _problem("a decline", url, status, answer)
+        path = f"/v1/gatherings/{gid}/members/{decliner}/decline"
+        answer = await _ask(client, tour, "POST", path, "a decline")
         moved = ", ".join(answer.get("moved_up", [])) or NONE
         tour.say(
             f"  {decliner} cannot come after all (the account manager declines for them): {moved} moves up"
         )
         listed = await _invitations(client, tour, gid)
-    status, view = await _call(
-        client, "GET", rewards.at(f"/v1/gatherings/{gid}"), "the gathering", headers=headers
-    )
-    if status != 200 or not isinstance(view, dict):
-        raise _problem("the exchange event", rewards.at(f"/v1/gatherings/{gid}"), status, view)
+    view = await _ask(client, tour, "GET", f"/v1/gatherings/{gid}", "the exchange event")
     for line in render_gathering(view, listed):
         tour.say(line)
     tour.done.append("gathering")
 
 
 async def _invitations(client: Any, tour: Tour, gid: str) -> list[dict[str, Any]]:
-    url = tour.rewards.at(f"/v1/gatherings/{gid}/invitations")
-    status, body = await _call(client, "GET", url, "the invitations", headers=tour.rewards.headers())
-    if status != 200 or not isinstance(body, dict):
-        raise _problem("the invitations", url, status, body)
+    body = await _ask(client, tour, "GET", f"/v1/gatherings/{gid}/invitations", "the invitations")
     return [i for i in body.get("items", []) if isinstance(i, dict)]
